@@ -1,0 +1,50 @@
+/*
+ * mc_bench.h - shared plumbing of `mcpcore-bench` subcommands: a private
+ * segment, two pinned processes, statistics.
+ *
+ * Every benchmark measures the project's code and, in the same run, a
+ * baseline, and prints medians of several runs and their ratio.  Figures
+ * are only comparable within one run on one box.
+ */
+#ifndef MC_BENCH_H
+#define MC_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mc_config.h"
+#include "mc_layout.h"
+#include "mc_seg.h"
+
+struct mc_bench_opts {
+	int runs;               /* repetitions; medians are reported */
+	uint64_t count;         /* messages per throughput run */
+	bool json;              /* machine-readable summary on stdout */
+	bool quick;             /* CI smoke: small counts */
+};
+
+/* A private segment with small regions, created by the calling process. */
+int mc_bench_segment(struct mc_seg *seg, struct mc_config *cfg, const char *tag);
+
+/* Pin the calling process to one CPU (ignored if the box has fewer). */
+void mc_bench_pin(int cpu);
+
+/* Fork a child running fn(arg); returns its pid. */
+pid_t mc_bench_fork(int (*fn)(void *), void *arg);
+
+/* Wait for a child and require exit 0; returns 0 or -1. */
+int mc_bench_join(pid_t pid);
+
+double mc_bench_median(double *v, int n);
+
+/* Percentile p (0..100) of n samples (sorts in place). */
+uint64_t mc_bench_percentile(uint64_t *v, size_t n, double p);
+
+/* Anonymous shared memory for baselines and results. */
+void *mc_bench_shared(size_t size);
+
+int mc_bench_ring(const struct mc_bench_opts *o);
+
+#endif /* MC_BENCH_H */

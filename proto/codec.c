@@ -1,0 +1,58 @@
+/*
+ * codec.c - pack protobuf-c messages into frames and back (mc_proto.h).
+ */
+#include "mc_proto.h"
+
+#include <errno.h>
+
+static const ProtobufCMessageDescriptor *const mc_proto_kinds[MC_FK_COUNT] = {
+	[MC_FK_RAW] = NULL,
+	[MC_FK_CONTROL] = &mcpcore__control__descriptor,
+	[MC_FK_MCP] = &mcpcore__mcpmessage__descriptor,
+	[MC_FK_LEARNING_DATA] = &mcpcore__learning_data__descriptor,
+	[MC_FK_LEARNING_MODEL] = &mcpcore__learning_model__descriptor,
+	[MC_FK_TRAINING_DATA] = &mcpcore__training_data__descriptor,
+};
+
+const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind)
+{
+	return kind < MC_FK_COUNT ? mc_proto_kinds[kind] : NULL;
+}
+
+int mc_proto_kind(const ProtobufCMessageDescriptor *desc)
+{
+	for (int k = 0; k < MC_FK_COUNT; k++)
+		if (desc != NULL && mc_proto_kinds[k] == desc)
+			return k;
+	return -1;
+}
+
+int mc_proto_send(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask)
+{
+	int kind = mc_proto_kind(msg->descriptor);
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	struct mc_frame *f;
+	int rc;
+
+	if (kind < 0)
+		return -EINVAL;
+	if (len > UINT32_MAX)
+		return -EMSGSIZE;
+	f = mc_frame_alloc(seg, (uint32_t)len, (uint16_t)kind, &rc);
+	if (f == NULL)
+		return rc;
+	protobuf_c_message_pack(msg, f->f_data);
+	rc = mc_frame_send(seg, f, dst_mask);
+	if (rc)
+		mc_frame_abort(seg, f);
+	return rc;
+}
+
+ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f)
+{
+	const ProtobufCMessageDescriptor *d = mc_proto_descriptor(f->f_kind);
+
+	if (d == NULL)
+		return NULL;
+	return protobuf_c_message_unpack(d, NULL, f->f_len, f->f_data);
+}

@@ -1,0 +1,47 @@
+/*
+ * mc_proto.h - protobuf-c messages in frames: kinds, pack, unpack.
+ *
+ * A frame's payload is exactly one serialised message of mcpcore.proto;
+ * f_kind says which.  mc_proto_send() serialises straight into a freshly
+ * allocated frame (the bytes are written once, in shared memory) and sends
+ * it; mc_proto_unpack() decodes a received frame.
+ */
+#ifndef MC_PROTO_H
+#define MC_PROTO_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "mc_frame.h"
+#include "mcpcore.pb-c.h"
+
+enum mc_frame_kind {
+	MC_FK_RAW = 0,            /* opaque bytes (benchmarks, tests) */
+	MC_FK_CONTROL = 1,        /* Mcpcore__Control */
+	MC_FK_MCP = 2,            /* Mcpcore__MCPMessage */
+	MC_FK_LEARNING_DATA = 3,  /* Mcpcore__LearningData */
+	MC_FK_LEARNING_MODEL = 4, /* Mcpcore__LearningModel */
+	MC_FK_TRAINING_DATA = 5,  /* Mcpcore__TrainingData */
+	MC_FK_COUNT
+};
+
+/* Descriptor for a kind, or NULL for RAW / unknown kinds. */
+const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind);
+
+/* Kind for a message descriptor, or -1. */
+int mc_proto_kind(const ProtobufCMessageDescriptor *desc);
+
+/*
+ * Serialise `msg` into a new frame and send it to dst_mask.  Errors as
+ * mc_frame_alloc / mc_frame_send (-EMSGSIZE, -EAGAIN, -EPIPE, -EINVAL);
+ * on failure nothing stays allocated.
+ */
+int mc_proto_send(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask);
+
+/*
+ * Decode a received frame as the message its kind names.  Returns NULL if
+ * the kind is unknown or the bytes do not parse (a bad frame is an input
+ * error, reported by the caller).  Free with protobuf_c_message_free_unpacked.
+ */
+ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f);
+
+#endif /* MC_PROTO_H */

@@ -1,0 +1,253 @@
+/*
+ * ring.c - SPSC descriptor rings, consumer journal and doorbells
+ * (protocol in mc_ring.h).
+ */
+#include "mc_ring.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mc_util.h"
+
+_Static_assert(sizeof(struct mc_ring) <= MC_RING_SIZE, "mc_ring outgrew MC_RING_SIZE");
+_Static_assert(sizeof(struct mc_desc) == MC_DESC_SIZE, "mc_desc must stay 16 bytes");
+
+static inline struct mc_ring *mc_ring_at(const struct mc_seg *seg, uint32_t idx)
+{
+	return &seg->rings[idx];
+}
+
+static inline struct mc_desc *mc_ring_buf(const struct mc_seg *seg, const struct mc_ring *r)
+{
+	return (struct mc_desc *)(seg->base + r->r_buf_off);
+}
+
+static inline struct mc_desc *mc_ring_journal(const struct mc_seg *seg, const struct mc_ring *r)
+{
+	return (struct mc_desc *)(seg->base + r->r_journal_off);
+}
+
+void mc_ring_init(struct mc_seg *seg, uint32_t idx, unsigned src, unsigned dst)
+{
+	struct mc_seg_hdr *h = seg->hdr;
+	struct mc_ring *r = mc_ring_at(seg, idx);
+
+	ck_ring_init(&r->r_ck, h->sh_ring_entries);
+	r->r_src = (uint16_t)src;
+	r->r_dst = (uint16_t)dst;
+	r->r_journal_mask = h->sh_journal_entries - 1;
+	r->r_buf_off = h->sh_ringbuf_off + (uint64_t)idx * h->sh_ring_entries * MC_DESC_SIZE;
+	r->r_journal_off = h->sh_journal_off + (uint64_t)idx * h->sh_journal_entries * MC_DESC_SIZE;
+	r->r_jpos = 0;
+	r->r_full = 0;
+}
+
+uint32_t mc_ring_depth(const struct mc_seg *seg, uint32_t idx)
+{
+	return ck_ring_size(&mc_ring_at(seg, idx)->r_ck);
+}
+
+uint32_t mc_ring_capacity(const struct mc_seg *seg, uint32_t idx)
+{
+	/* ck_ring keeps one slot empty to tell full from empty */
+	return ck_ring_capacity(&mc_ring_at(seg, idx)->r_ck) - 1;
+}
+
+bool mc_ring_has_room(const struct mc_seg *seg, uint32_t idx)
+{
+	const struct mc_ring *r = mc_ring_at(seg, idx);
+
+	return ck_ring_size(&r->r_ck) < r->r_ck.mask;
+}
+
+int mc_ring_put(struct mc_seg *seg, uint32_t idx, const struct mc_desc *d)
+{
+	struct mc_ring *r = mc_ring_at(seg, idx);
+
+	if (MC_UNLIKELY(!ck_ring_enqueue_spsc_mc_desc(&r->r_ck, mc_ring_buf(seg, r),
+	    (struct mc_desc *)d))) {
+		ck_pr_store_64(&r->r_full, r->r_full + 1);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* --- doorbells: ck_ec32 over a shared (not process-private) futex --- */
+
+static int mc_bell_gettime(const struct ck_ec_ops *ops, struct timespec *out)
+{
+	(void)ops;
+	return clock_gettime(CLOCK_MONOTONIC, out);
+}
+
+static void mc_bell_wait32(const struct ck_ec_wait_state *st, const uint32_t *addr,
+    uint32_t expected, const struct timespec *deadline)
+{
+	(void)st;
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; no
+	 * FUTEX_PRIVATE_FLAG because waker and sleeper are different processes. */
+	syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadline, NULL,
+	    FUTEX_BITSET_MATCH_ANY);
+}
+
+static void mc_bell_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
+{
+	(void)ops;
+	syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The first sleep is short (see mc_ring_notify): a wake-up missed by the
+ * fence-free notify is found by the predicate after MC_BELL_RECHECK_NS. */
+static const struct ck_ec_ops mc_bell_ops = {
+	.gettime = mc_bell_gettime,
+	.wait32 = mc_bell_wait32,
+	.wake32 = mc_bell_wake32,
+	.initial_wait_ns = MC_BELL_RECHECK_NS,
+	.wait_scale_factor = 4,
+};
+
+/* Many producers ring one doorbell: multi-producer mode. */
+static const struct ck_ec_mode mc_bell_mode = {
+	.ops = &mc_bell_ops,
+	.single_producer = false,
+};
+
+void mc_ring_notify(struct mc_seg *seg, unsigned dst)
+{
+	struct ck_ec32 *bell = &seg->slots[dst].sl_bell;
+
+	if (ck_ec32_has_waiters(bell))
+		ck_ec32_inc(bell, &mc_bell_mode);
+}
+
+void mc_ring_notify_sync(struct mc_seg *seg, unsigned dst)
+{
+	ck_ec32_inc(&seg->slots[dst].sl_bell, &mc_bell_mode);   /* locked: a full fence */
+}
+
+/* --- consumer side --- */
+
+void mc_ring_attach_inbox(struct mc_seg *seg)
+{
+	for (uint32_t i = 0; i < seg->ninbound; i++) {
+		uint32_t idx = seg->inbound[i];
+		struct mc_ring *r = mc_ring_at(seg, idx);
+		struct mc_inbox *in = &seg->inbox[idx];
+
+		in->ring = r;
+		in->buf = mc_ring_buf(seg, r);
+		in->journal = mc_ring_journal(seg, r);
+		in->rp = ck_pr_load_uint(&r->r_jpos);
+		in->held = 0;
+	}
+}
+
+int mc_ring_take(struct mc_seg *seg, uint32_t idx, struct mc_desc *out)
+{
+	struct mc_inbox *in = &seg->inbox[idx];
+	struct mc_ring *r = in->ring;
+	unsigned int head = r->r_ck.c_head;      /* we are its only writer */
+	unsigned int jmask = r->r_journal_mask;
+	struct mc_desc *slot;
+
+	if (in->held == 0 && r->r_jpos != in->rp)
+		ck_pr_store_uint(&r->r_jpos, in->rp);   /* nothing outstanding */
+	if (MC_UNLIKELY(in->rp != head)) {
+		/* replaying what a previous incarnation took but may not have finished */
+		*out = in->journal[in->rp & jmask];
+		in->rp++;
+		in->held++;
+		return 0;
+	}
+	if (MC_UNLIKELY(head - r->r_jpos > jmask))
+		return -ENOBUFS;
+	/* ck copies the entry into the journal before it publishes c_head+1 */
+	slot = &in->journal[head & jmask];
+	if (!ck_ring_dequeue_spsc_mc_desc(&r->r_ck, in->buf, slot))
+		return -EAGAIN;
+	*out = *slot;
+	in->rp = head + 1;
+	in->held++;
+	return 0;
+}
+
+void mc_ring_commit(struct mc_seg *seg, uint32_t idx)
+{
+	struct mc_inbox *in = &seg->inbox[idx];
+
+	in->held = 0;
+	/* release: the frame work before this point is done before the window moves */
+	ck_pr_fence_store();
+	ck_pr_store_uint(&in->ring->r_jpos, in->rp);
+}
+
+bool mc_ring_pending(const struct mc_seg *seg)
+{
+	for (uint32_t i = 0; i < seg->ninbound; i++) {
+		const struct mc_inbox *in = &seg->inbox[seg->inbound[i]];
+
+		if (in->rp != ck_pr_load_uint(&in->ring->r_ck.p_tail))
+			return true;
+	}
+	return false;
+}
+
+struct mc_ring_waiter {
+	const struct mc_seg *seg;
+	struct timespec deadline;
+};
+
+static bool mc_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * Called by ck_ec between futex waits.  Besides checking for work, it
+ * caps ck's exponentially growing wait (2 ms, 16 ms, 128 ms, 1 s ...) at
+ * our deadline: ck 0.7 does not cap an iteration by the caller's deadline,
+ * so without this a sleeper could oversleep its heartbeat by ~1 s.
+ */
+static int mc_ring_pred(const struct ck_ec_wait_state *st, struct timespec *deadline)
+{
+	const struct mc_ring_waiter *w = st->data;
+
+	if (mc_ring_pending(w->seg))
+		return 1;
+	if (!mc_ts_before(&st->now, &w->deadline))
+		return 2;
+	if (mc_ts_before(&w->deadline, deadline))
+		*deadline = w->deadline;
+	return 0;
+}
+
+bool mc_ring_wait(struct mc_seg *seg, uint64_t spin_ns, uint64_t timeout_ns)
+{
+	struct ck_ec32 *bell = &seg->slots[seg->slot].sl_bell;
+	uint64_t start = mc_now_ns(), end;
+	struct mc_ring_waiter waiter = { .seg = seg };
+	uint32_t seen;
+
+	for (unsigned n = 0;; n++) {
+		if (mc_ring_pending(seg))
+			return true;
+		if ((n & 63) == 63 && mc_now_ns() - start >= spin_ns)
+			break;
+		ck_pr_stall();
+	}
+	/* Snapshot the doorbell, then re-check: a put after the snapshot
+	 * changes the value (or is seen by the predicate), so no wake-up is lost. */
+	seen = ck_ec32_value(bell);
+	if (mc_ring_pending(seg))
+		return true;
+	end = start + timeout_ns;
+	waiter.deadline.tv_sec = (time_t)(end / 1000000000ULL);
+	waiter.deadline.tv_nsec = (long)(end % 1000000000ULL);
+	ck_ec32_wait_pred(bell, &mc_bell_mode, seen, mc_ring_pred, &waiter, &waiter.deadline);
+	return mc_ring_pending(seg);
+}

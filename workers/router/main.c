@@ -1,0 +1,13 @@
+/*
+ * workers/router/main.c - the router worker.
+ *
+ * For now it runs the common worker loop (mc_worker.h): it holds its slot,
+ * keeps its heartbeat, consumes its inbound rings and answers pings.  Its
+ * own job arrives with its issue.
+ */
+#include "mc_worker.h"
+
+int mc_router_main(struct mc_worker *w)
+{
+	return mc_worker_run(w);
+}

@@ -1,0 +1,205 @@
+/*
+ * worker.c - the loop every worker runs (contract in mc_worker.h).
+ */
+#include "mc_worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "mc_log.h"
+#include "mc_proto.h"
+#include "mc_util.h"
+
+#define MC_WORKER_BATCH     256
+#define MC_WORKER_SPIN_NS   50000ULL        /* spin before sleeping: a futex wake costs ~35 us */
+#define MC_WORKER_SLEEP_NS  100000000ULL    /* longest sleep: heartbeat period */
+
+static volatile sig_atomic_t mc_worker_stop;
+
+static void mc_worker_on_signal(int sig)
+{
+	(void)sig;
+	mc_worker_stop = 1;
+}
+
+int mc_worker_stopping(void)
+{
+	return mc_worker_stop;
+}
+
+static const struct {
+	const char *name;
+	int (*main)(struct mc_worker *);
+} mc_workers[] = {
+	{ "state", mc_state_main },
+	{ "persistence", mc_persistence_main },
+	{ "monitor", mc_monitor_main },
+	{ "router", mc_router_main },
+	{ "protocol", mc_protocol_main },
+};
+
+/* Answer a PING from any slot with a PONG carrying who we are. */
+static int mc_worker_control(struct mc_worker *w, const struct mc_msg *m)
+{
+	Mcpcore__Control *in = (Mcpcore__Control *)mc_proto_unpack(m->frame);
+	Mcpcore__Control out = MCPCORE__CONTROL__INIT;
+	int rc = 0;
+
+	if (in == NULL) {
+		mc_log_warn("frame_undecodable", "{s:s, s:i}", "message",
+		    "control frame does not parse; dropped", "src", (int)m->src);
+		return -EBADMSG;
+	}
+	if (in->op == MCPCORE__CONTROL__OP__PING) {
+		out.op = MCPCORE__CONTROL__OP__PONG;
+		out.nonce = in->nonce;
+		out.sent_ns = in->sent_ns;
+		out.worker = (char *)w->name;
+		out.generation = w->seg.generation;
+		out.pid = getpid();
+		out.handled = w->handled;
+		rc = mc_proto_send(&w->seg, &out.base, 1ULL << m->src);
+		if (rc == -EPIPE)
+			rc = 0;     /* the pinger is gone: nobody to answer */
+	}
+	protobuf_c_message_free_unpacked(&in->base, NULL);
+	return rc;
+}
+
+static int mc_worker_dispatch(struct mc_worker *w, struct mc_msg *m, int *kept)
+{
+	*kept = 0;
+	if (m->frame->f_kind == MC_FK_CONTROL)
+		return mc_worker_control(w, m);
+	if (w->on_frame != NULL)
+		return w->on_frame(w, m, kept);
+	return 0;
+}
+
+/* Handle up to a batch; returns how many frames were finished. */
+static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has_pending)
+{
+	int done = 0;
+
+	while (done < MC_WORKER_BATCH) {
+		struct mc_msg m;
+		int kept, rc;
+
+		if (*has_pending) {
+			m = *pending;
+		} else if (mc_recv(&w->seg, &m) != 0) {
+			break;
+		}
+		rc = mc_worker_dispatch(w, &m, &kept);
+		if (rc == -EAGAIN) {
+			/* destination full: keep the frame and come back to it */
+			*pending = m;
+			*has_pending = 1;
+			break;
+		}
+		*has_pending = 0;
+		if (rc < 0) {
+			w->failed++;
+			mc_log_warn("frame_failed", "{s:i, s:I, s:i, s:s}", "src", (int)m.src,
+			    "seq", (json_int_t)m.desc.d_seq, "kind", (int)m.frame->f_kind,
+			    "error", mc_strerror(rc));
+		}
+		w->handled++;
+		if (!kept)
+			mc_frame_release(&w->seg, &m);
+		done++;
+	}
+	return done;
+}
+
+int mc_worker_run(struct mc_worker *w)
+{
+	struct mc_msg pending;
+	int has_pending = 0;
+	uint64_t last_tick = 0;
+
+	mc_seg_ready(&w->seg);
+	mc_log_info("worker_ready", "{s:s, s:i}", "worker", w->name,
+	    "generation", (int)w->seg.generation);
+	while (!mc_worker_stop) {
+		int n = mc_worker_drain(w, &pending, &has_pending);
+		uint64_t now = mc_now_ns();
+
+		if (now - last_tick >= MC_WORKER_SLEEP_NS || n == 0) {
+			mc_seg_heartbeat(&w->seg);
+			if (w->on_tick != NULL)
+				w->on_tick(w);
+			last_tick = now;
+		}
+		if (n == 0)
+			mc_ring_wait(&w->seg, MC_WORKER_SPIN_NS,
+			    has_pending ? 1000000ULL : MC_WORKER_SLEEP_NS);
+	}
+	mc_log_info("worker_stopping", "{s:s, s:I, s:I}", "worker", w->name,
+	    "handled", (json_int_t)w->handled, "failed", (json_int_t)w->failed);
+	return 0;
+}
+
+static int mc_worker_usage(void)
+{
+	fprintf(stderr, "usage: mcpcore worker NAME --instance INSTANCE\n"
+	    "Started by `mcpcore run`; not meant to be run by hand.\n");
+	return 64;
+}
+
+/* Test hook: MCPCORE_TEST_CRASH=<worker> makes that worker die at start,
+ * which is how the crash-loop tests get a worker that never stays up. */
+static void mc_worker_fault(const char *name)
+{
+	const char *crash = getenv("MCPCORE_TEST_CRASH");
+
+	if (crash != NULL && strcmp(crash, name) == 0) {
+		mc_log_warn("test_crash", "{s:s}", "message", "MCPCORE_TEST_CRASH: aborting");
+		abort();
+	}
+}
+
+int mc_worker_main(int argc, char **argv)
+{
+	struct mc_worker w;
+	const char *instance = NULL;
+	char err[512];
+	int slot, rc;
+
+	if (argc != 4 || strcmp(argv[2], "--instance") != 0)
+		return mc_worker_usage();
+	instance = argv[3];
+	slot = mc_layout_worker_slot(argv[1]);
+	if (slot < 0)
+		return mc_worker_usage();
+	memset(&w, 0, sizeof(w));
+	w.slot = (unsigned)slot;
+	w.name = mc_layout_worker_name((unsigned)slot);
+	mc_log_init(w.name, NULL);
+	signal(SIGTERM, mc_worker_on_signal);
+	signal(SIGINT, mc_worker_on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = mc_seg_attach(&w.seg, instance, false, err, sizeof(err));
+	if (rc) {
+		mc_log_error("attach_failed", "{s:s}", "message", err);
+		return 1;
+	}
+	w.cfg = &w.seg.hdr->sh_config;
+	mc_log_init(w.name, w.cfg->log_level);
+	rc = mc_seg_claim_worker(&w.seg, w.slot);
+	if (rc) {
+		mc_log_error("claim_failed", "{s:s}", "message", mc_strerror(rc));
+		mc_seg_detach(&w.seg);
+		return 1;
+	}
+	mc_worker_fault(w.name);
+	rc = mc_workers[slot - MC_SLOT_FIRST_WORKER].main(&w);
+	mc_seg_detach(&w.seg);
+	return rc;
+}
