@@ -12,6 +12,9 @@ static const ProtobufCMessageDescriptor *const mc_proto_kinds[MC_FK_COUNT] = {
 	[MC_FK_LEARNING_DATA] = &mcpcore__learning_data__descriptor,
 	[MC_FK_LEARNING_MODEL] = &mcpcore__learning_model__descriptor,
 	[MC_FK_TRAINING_DATA] = &mcpcore__training_data__descriptor,
+	[MC_FK_STATE_REQUEST] = &mcpcore__state_request__descriptor,
+	[MC_FK_STATE_REPLY] = &mcpcore__state_reply__descriptor,
+	[MC_FK_STATE_CHANGES] = &mcpcore__state_change_batch__descriptor,
 };
 
 const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind)

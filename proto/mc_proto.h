@@ -13,7 +13,15 @@
 
 #include "mc_frame.h"
 #include "mcpcore.pb-c.h"
+#include "state.pb-c.h"
+/* each module's own schema, see the ranges below */
 
+/*
+ * Frame kinds.  Numbers are forever (they are in frames in shared memory
+ * and in stored records).  Ranges: 0-9 runtime (mcpcore.proto), 10-19 state
+ * manager (state.proto), 20-29 persistence (persist.proto), 30-39 metrics
+ * (metrics.proto), 40-49 MCP front door and router.
+ */
 enum mc_frame_kind {
 	MC_FK_RAW = 0,            /* opaque bytes (benchmarks, tests) */
 	MC_FK_CONTROL = 1,        /* Mcpcore__Control */
@@ -21,7 +29,10 @@ enum mc_frame_kind {
 	MC_FK_LEARNING_DATA = 3,  /* Mcpcore__LearningData */
 	MC_FK_LEARNING_MODEL = 4, /* Mcpcore__LearningModel */
 	MC_FK_TRAINING_DATA = 5,  /* Mcpcore__TrainingData */
-	MC_FK_COUNT
+	MC_FK_STATE_REQUEST = 10, /* Mcpcore__StateRequest (state.proto) */
+	MC_FK_STATE_REPLY = 11,   /* Mcpcore__StateReply */
+	MC_FK_STATE_CHANGES = 12, /* Mcpcore__StateChangeBatch: the change feed */
+	MC_FK_COUNT = 64
 };
 
 /* Descriptor for a kind, or NULL for RAW / unknown kinds. */

@@ -113,7 +113,8 @@ static int mc_layout_rings(const struct mc_config *cfg, struct mc_layout *lay,
 	lay->ringdir_off = mc_align_up(lay->ringmap_off +
 	    (uint64_t)lay->nslots * lay->nslots * sizeof(int16_t), MC_CACHELINE);
 	fixed = mc_align_up(lay->ringdir_off + (uint64_t)lay->nrings * MC_RING_SIZE, 4096);
-
+	/* the metrics blocks come off the top; rings share what is left */
+	fixed += (uint64_t)lay->nslots * MC_METRICS_BLOCK;
 	room = cfg->ring_buffer_size > fixed ? cfg->ring_buffer_size - fixed : 0;
 	entries = MC_RING_MAX_ENTRIES;
 	while (entries >= MC_RING_MIN_ENTRIES &&
@@ -127,6 +128,7 @@ static int mc_layout_rings(const struct mc_config *cfg, struct mc_layout *lay,
 		    lay->nrings * mc_layout_ring_bytes(MC_RING_MIN_ENTRIES)));
 	lay->ring_entries = (uint32_t)entries;
 	lay->journal_entries = (uint32_t)(entries < MC_JOURNAL_MAX ? entries : MC_JOURNAL_MAX);
+	lay->metrics_off = fixed - (uint64_t)lay->nslots * MC_METRICS_BLOCK;
 	lay->ringbuf_off = fixed;
 	lay->journal_off = lay->ringbuf_off + (uint64_t)lay->nrings * entries * MC_DESC_SIZE;
 	lay->control_end = lay->journal_off +
@@ -166,6 +168,13 @@ int mc_layout_compute(const struct mc_config *cfg, struct mc_layout *lay,
 		return mc_config_error(cfg, MC_CFG_MEMORY_MAX_CLIENTS, err, errlen,
 		    "%u clients exceed the limit of %u", cfg->max_clients,
 		    MC_MAX_SLOTS - MC_SLOT_FIRST_CLIENT);
+	/* a state write travels in one frame: value, namespace, key and framing */
+	if ((uint64_t)cfg->state_max_value_size + 2ULL * cfg->state_max_key_size + 256 >
+	    cfg->max_message_size)
+		return mc_config_error(cfg, MC_CFG_STATE_MAX_VALUE_SIZE, err, errlen,
+		    "%u bytes (plus 2 x max_key_size %u and 256 bytes of framing) do not fit "
+		    "in memory.max_message_size %llu", cfg->state_max_value_size,
+		    cfg->state_max_key_size, (unsigned long long)cfg->max_message_size);
 	mc_layout_regions(cfg, lay);
 	rc = mc_layout_rings(cfg, lay, err, errlen);
 	if (rc == 0)

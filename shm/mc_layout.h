@@ -15,6 +15,8 @@
  *   ringdir_off         nrings x struct mc_ring (ck_ring + journal cursor)
  *   ringbuf_off         nrings x ring_entries x struct mc_desc
  *   journal_off         nrings x journal_entries x struct mc_desc
+ *   metrics_off         nslots x MC_METRICS_BLOCK: each slot's metrics block,
+ *                       written only by the process in the slot (monitor issue)
  *
  * shared.message_queue is cut into one frame pool per slot that may
  * produce frames (every slot but the supervisor's), pool_size bytes each.
@@ -46,6 +48,7 @@
 #define MC_POOL_MIN_FRAMES  4u          /* a pool holds >= this many max-size frames */
 #define MC_SLOT_SIZE        256u        /* bytes reserved per struct mc_slot */
 #define MC_RING_SIZE        384u        /* bytes reserved per struct mc_ring */
+#define MC_METRICS_BLOCK    (64u * 1024u) /* per-slot metrics block */
 #define MC_FRAME_HDR_SIZE   32u         /* struct mc_frame header */
 #define MC_FRAME_ALIGN      64u         /* frame blocks: cache-line aligned, whole lines, so
                                            a consumer reading one frame never shares a line
@@ -96,6 +99,7 @@ struct mc_layout {
 	uint64_t ringdir_off;
 	uint64_t ringbuf_off;
 	uint64_t journal_off;
+	uint64_t metrics_off;           /* nslots x MC_METRICS_BLOCK */
 	uint64_t control_end;           /* first unused byte of shared.rings */
 
 	/* frame pools, inside shared.message_queue */

@@ -131,6 +131,7 @@ struct mc_seg_hdr {
 	uint64_t sh_ringdir_off;
 	uint64_t sh_ringbuf_off;
 	uint64_t sh_journal_off;
+	uint64_t sh_metrics_off;        /* nslots x MC_METRICS_BLOCK */
 	uint64_t sh_mq_off;             /* shared.message_queue */
 	uint64_t sh_mq_size;
 	uint64_t sh_pool_size;

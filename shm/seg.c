@@ -226,6 +226,7 @@ static void mc_seg_init(struct mc_seg *seg, const struct mc_config *cfg,
 	h->sh_ringdir_off = lay->ringdir_off;
 	h->sh_ringbuf_off = lay->ringbuf_off;
 	h->sh_journal_off = lay->journal_off;
+	h->sh_metrics_off = lay->metrics_off;
 	h->sh_mq_off = lay->region[MC_REGION_SHARED_MESSAGE_QUEUE].offset;
 	h->sh_mq_size = lay->region[MC_REGION_SHARED_MESSAGE_QUEUE].size;
 	h->sh_pool_size = lay->pool_size;
@@ -335,6 +336,7 @@ static bool mc_seg_header_sane(const struct mc_seg_hdr *h)
 	    h->sh_ringdir_off + nrings * MC_RING_SIZE > size ||
 	    h->sh_ringbuf_off + nrings * entries * MC_DESC_SIZE > size ||
 	    h->sh_journal_off + nrings * jentries * MC_DESC_SIZE > size ||
+	    h->sh_metrics_off + nslots * MC_METRICS_BLOCK > size ||
 	    h->sh_mq_off + h->sh_mq_size > size || h->sh_pool_size == 0 ||
 	    h->sh_pool_size * (nslots - 1) > h->sh_mq_size)
 		return false;

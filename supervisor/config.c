@@ -20,6 +20,8 @@
 
 #include "mc_config.h"
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -55,6 +57,8 @@ enum vcheck {
 	C_INSTANCE,     /* [A-Za-z0-9_-]{1,47} */
 	C_PATH,         /* non-empty; resolved against the config's directory */
 	C_CHOICE,       /* one of field.choices */
+	C_LISTEN,       /* "IPv4:port" or "[IPv6]:port" */
+	C_URLPATH,      /* "/" followed by [A-Za-z0-9/_.-]* */
 };
 
 struct field {
@@ -71,6 +75,7 @@ struct field {
 
 static const char *const compression_choices[] = { "lz4", "zstd", "none", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warn", "error", NULL };
+static const char *const sync_choices[] = { "batch", "none", NULL };
 
 #define MEMBER(f) offsetof(struct mc_config, f), sizeof(((struct mc_config *)0)->f)
 
@@ -82,6 +87,8 @@ static const char *const log_level_choices[] = { "debug", "info", "warn", "error
 	.check = chk, MEMBER(f), .def_float = d }
 #define STR(k, n, f, d, chk, ch) [k] = { .name = n, .type = V_STRING, \
 	.check = chk, MEMBER(f), .def_str = d, .choices = ch }
+#define BOOL(k, n, f, d) [k] = { .name = n, .type = V_BOOL, \
+	.check = C_NONE, MEMBER(f), .def_int = d }
 
 /*
  * The schema.  Indexed by enum mc_config_key, so the key for a name is its
@@ -154,6 +161,35 @@ static const struct field schema[] = {
 	    shutdown_timeout_ms, 3000, 100, 60000),
 
 	STR(MC_CFG_LOG_LEVEL, "log.level", log_level, "info", C_CHOICE, log_level_choices),
+
+	INT(MC_CFG_STATE_MAX_KEY_SIZE, "state.max_key_size",
+	    state_max_key_size, 256, 1, 4096),
+	INT(MC_CFG_STATE_MAX_VALUE_SIZE, "state.max_value_size",
+	    state_max_value_size, 65536, 1, (int64_t)(64 * CFG_MIB)),
+
+	STR(MC_CFG_PROTOCOL_LISTEN, "protocol.listen", protocol_listen, "127.0.0.1:3000",
+	    C_LISTEN, NULL),
+	STR(MC_CFG_PROTOCOL_PATH, "protocol.path", protocol_path, "/mcp", C_URLPATH, NULL),
+	BOOL(MC_CFG_PROTOCOL_CONFORMANCE_FIXTURES, "protocol.conformance_fixtures",
+	    protocol_conformance_fixtures, 0),
+	INT(MC_CFG_PROTOCOL_IDLE_TIMEOUT_MS, "protocol.idle_timeout_ms",
+	    protocol_idle_timeout_ms, 60000, 100, 86400000),
+	INT(MC_CFG_PROTOCOL_REQUEST_TIMEOUT_MS, "protocol.request_timeout_ms",
+	    protocol_request_timeout_ms, 10000, 10, 3600000),
+	INT(MC_CFG_PROTOCOL_MAX_HEADER_SIZE, "protocol.max_header_size",
+	    protocol_max_header_size, 16384, 1024, 1048576),
+
+	STR(MC_CFG_MONITOR_LISTEN, "monitor.listen", monitor_listen, "127.0.0.1:9464",
+	    C_LISTEN, NULL),
+	INT(MC_CFG_MONITOR_SNAPSHOT_INTERVAL, "monitor.snapshot_interval",
+	    monitor_snapshot_interval, 10, 1, 86400),
+
+	STR(MC_CFG_PERSISTENCE_SYNC, "persistence.sync", persistence_sync, "batch",
+	    C_CHOICE, sync_choices),
+	INT(MC_CFG_PERSISTENCE_CHECKPOINT_KEEP, "persistence.checkpoint_keep",
+	    persistence_checkpoint_keep, 5, 1, 1000),
+	INT(MC_CFG_PERSISTENCE_BATCH_MAX, "persistence.batch_max",
+	    persistence_batch_max, 4096, 1, 1 << 20),
 };
 
 _Static_assert(sizeof(schema) / sizeof(schema[0]) == MC_CFG_NKEYS,
@@ -1064,6 +1100,42 @@ static int check_float(struct parser *ps, uint32_t line, const struct field *f,
 	return 0;
 }
 
+/* "a.b.c.d:port" or "[v6]:port" with port 1..65535. */
+static bool listen_valid(const char *s)
+{
+	char host[64];
+	const char *colon;
+	struct in6_addr a6;
+	struct in_addr a4;
+	char *end;
+	long port;
+	size_t n;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':')
+			return false;
+		n = (size_t)(close - s - 1);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return false;
+		n = (size_t)(colon - s);
+	}
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, s[0] == '[' ? s + 1 : s, n);
+	host[n] = '\0';
+	if (s[0] == '[' ? inet_pton(AF_INET6, host, &a6) != 1 : inet_pton(AF_INET, host, &a4) != 1)
+		return false;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	return colon[1] >= '0' && colon[1] <= '9' && *end == '\0' && errno == 0 &&
+	    port >= 1 && port <= 65535;
+}
+
 static int check_string(struct parser *ps, uint32_t line, const struct field *f,
     const struct value *v)
 {
@@ -1084,6 +1156,18 @@ static int check_string(struct parser *ps, uint32_t line, const struct field *f,
 	case C_PATH:
 		if (v->len == 0)
 			return fail(ps, line, f->name, "path must not be empty");
+		return 0;
+	case C_LISTEN:
+		if (!listen_valid(v->s))
+			return fail(ps, line, f->name, "invalid listen address '%s' (expected "
+			    "IPv4:port or [IPv6]:port, port 1-65535, e.g. \"127.0.0.1:3000\")",
+			    show(buf, sizeof(buf), v->s, v->len));
+		return 0;
+	case C_URLPATH:
+		if (v->s[0] != '/' || strspn(v->s + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz0123456789/_.-") != v->len - 1)
+			return fail(ps, line, f->name, "invalid path '%s' (must start with / and "
+			    "use only A-Z a-z 0-9 / _ . -)", show(buf, sizeof(buf), v->s, v->len));
 		return 0;
 	case C_CHOICE:
 		for (const char *const *ch = f->choices; *ch; ch++) {
@@ -1136,7 +1220,7 @@ static int apply(struct parser *ps, uint32_t line, const char *rel,
 			store_float(ps->cfg, f, x);
 		break;
 	}
-	case V_BOOL:                    /* no boolean keys yet */
+	case V_BOOL:
 		store_bool(ps->cfg, f, v->b);
 		break;
 	case V_STRING:

@@ -30,6 +30,7 @@
 #ifndef MC_CONFIG_H
 #define MC_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,19 @@ enum mc_config_key {
 	MC_CFG_SUPERVISOR_HEARTBEAT_TIMEOUT_MS,
 	MC_CFG_SUPERVISOR_SHUTDOWN_TIMEOUT_MS,
 	MC_CFG_LOG_LEVEL,
+	MC_CFG_STATE_MAX_KEY_SIZE,
+	MC_CFG_STATE_MAX_VALUE_SIZE,
+	MC_CFG_PROTOCOL_LISTEN,
+	MC_CFG_PROTOCOL_PATH,
+	MC_CFG_PROTOCOL_CONFORMANCE_FIXTURES,
+	MC_CFG_PROTOCOL_IDLE_TIMEOUT_MS,
+	MC_CFG_PROTOCOL_REQUEST_TIMEOUT_MS,
+	MC_CFG_PROTOCOL_MAX_HEADER_SIZE,
+	MC_CFG_MONITOR_LISTEN,
+	MC_CFG_MONITOR_SNAPSHOT_INTERVAL,
+	MC_CFG_PERSISTENCE_SYNC,
+	MC_CFG_PERSISTENCE_CHECKPOINT_KEEP,
+	MC_CFG_PERSISTENCE_BATCH_MAX,
 	MC_CFG_NKEYS
 };
 
@@ -124,6 +138,27 @@ struct mc_config {
 
 	/* [log] */
 	char     log_level[8];                    /* "debug"|"info"|"warn"|"error" */
+
+	/* [state] */
+	uint32_t state_max_key_size;              /* namespace and key, each, 256 */
+	uint32_t state_max_value_size;            /* 65536 */
+
+	/* [protocol] */
+	char     protocol_listen[64];             /* "127.0.0.1:3000" */
+	char     protocol_path[64];               /* "/mcp" */
+	bool     protocol_conformance_fixtures;   /* false */
+	uint32_t protocol_idle_timeout_ms;        /* 60000 */
+	uint32_t protocol_request_timeout_ms;     /* 10000: then "server busy" */
+	uint32_t protocol_max_header_size;        /* 16384 */
+
+	/* [monitor] */
+	char     monitor_listen[64];              /* "127.0.0.1:9464" */
+	uint32_t monitor_snapshot_interval;       /* seconds, 10 */
+
+	/* [persistence] (continued) */
+	char     persistence_sync[8];             /* "batch" | "none" */
+	uint32_t persistence_checkpoint_keep;     /* 5 */
+	uint32_t persistence_batch_max;           /* frames per write batch, 4096 */
 
 	/* Line each key was set on (0 = default used).  Indexed by
 	 * enum mc_config_key; lets later checks (layout) name file:line. */

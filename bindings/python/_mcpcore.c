@@ -51,32 +51,18 @@
 #include "mc_ring.h"
 #include "mc_seg.h"
 #include "mc_util.h"
+#include "mc_py.h"
 
-#define MC_PY_ERR_MAX     512
 #define MC_PY_SPIN_NS     20000ULL        /* spin before sleeping: a futex wake costs ~35 us */
 #define MC_PY_SLICE_NS    50000000ULL     /* longest wait between signal checks */
 #define MC_PY_NAP_MIN_NS  20000ULL        /* see mc_py_wait */
 #define MC_PY_NAP_MAX_NS  1000000ULL
+PyObject *mc_py_Error, *mc_py_NoSegmentError, *mc_py_AbiError, *mc_py_NotRunningError,
+    *mc_py_NoSlotError, *mc_py_FullError, *mc_py_PeerGoneError;
+
 #define MC_PY_LABEL_MAX   15              /* sl_label is 16 bytes with the NUL */
 #define MC_PY_NAME_MAX    16              /* sl_name */
 
-static PyObject *mc_py_Error;
-static PyObject *mc_py_NoSegmentError;
-static PyObject *mc_py_AbiError;
-static PyObject *mc_py_NotRunningError;
-static PyObject *mc_py_NoSlotError;
-static PyObject *mc_py_FullError;
-static PyObject *mc_py_PeerGoneError;
-
-typedef struct {
-	PyObject_HEAD
-	struct mc_seg seg;
-	PyThread_type_lock lock;
-	bool attached;
-	pid_t owner_pid;                /* process that claimed seg.slot */
-	Py_ssize_t exports;             /* live region buffers */
-	char instance[MC_INSTANCE_MAX];
-} McSegment;
 
 typedef struct {
 	PyObject_HEAD
@@ -88,7 +74,6 @@ typedef struct {
 	char name[sizeof(((struct mc_region *)0)->rg_name) + 1];
 } McRegion;
 
-static PyTypeObject McSegment_Type;
 static PyTypeObject McRegion_Type;
 
 static inline uint64_t mc_py_min(uint64_t a, uint64_t b)
@@ -105,7 +90,7 @@ static inline uint64_t mc_py_min(uint64_t a, uint64_t b)
  * OSError(errno, text) so that e.errno works; our MC_E_* codes are not
  * errno values and go in as the text alone.
  */
-static PyObject *mc_py_raise(int rc, const char *msg)
+PyObject *mc_py_raise(int rc, const char *msg)
 {
 	PyObject *type = mc_py_Error, *args;
 
@@ -152,13 +137,13 @@ static void mc_py_lock(McSegment *self)
 	Py_END_ALLOW_THREADS
 }
 
-static void mc_py_unlock(McSegment *self)
+void mc_py_unlock(McSegment *self)
 {
 	PyThread_release_lock(self->lock);
 }
 
 /* Lock and check the segment is still mapped: 0, or -1 with ValueError. */
-static int mc_py_enter(McSegment *self)
+int mc_py_enter(McSegment *self)
 {
 	mc_py_lock(self);
 	if (self->attached)
@@ -175,7 +160,7 @@ static bool mc_py_has_slot(const McSegment *self)
 }
 
 /* mc_py_enter, and we must hold a client slot: 0, or -1 with mcpcore.Error. */
-static int mc_py_enter_slot(McSegment *self)
+int mc_py_enter_slot(McSegment *self)
 {
 	if (mc_py_enter(self))
 		return -1;
@@ -1083,7 +1068,7 @@ static PyObject *Segment_repr(McSegment *self)
 	    (void *)self->seg.base, self->seg.size, self->seg.readonly ? ", read-only" : "");
 }
 
-static PyTypeObject McSegment_Type = {
+PyTypeObject McSegment_Type = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "mcpcore._mcpcore.Segment",
 	.tp_basicsize = sizeof(McSegment),
@@ -1180,6 +1165,9 @@ PyMODINIT_FUNC PyInit__mcpcore(void)
 	if (PyModule_AddObjectRef(mod, "Segment", (PyObject *)&McSegment_Type) < 0 ||
 	    PyModule_AddObjectRef(mod, "Region", (PyObject *)&McRegion_Type) < 0 ||
 	    mc_py_add_constants(mod) < 0)
+		goto fail;
+	/* the other parts of the API register themselves (state.c, metrics.c) */
+	if (mc_py_state_init(mod) < 0 || mc_py_metrics_init(mod) < 0)
 		goto fail;
 	/* the library's own log lines (rare: corrupt descriptors) name us */
 	mc_log_init("python", NULL);

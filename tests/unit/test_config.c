@@ -212,6 +212,19 @@ Test(defaults, every_key_maps_to_its_field)
 		{ MC_CFG_SUPERVISOR_HEARTBEAT_TIMEOUT_MS, "[supervisor]\nheartbeat_timeout_ms = 200\n", FIELD(heartbeat_timeout_ms) },
 		{ MC_CFG_SUPERVISOR_SHUTDOWN_TIMEOUT_MS, "[supervisor]\nshutdown_timeout_ms = 200\n", FIELD(shutdown_timeout_ms) },
 		{ MC_CFG_LOG_LEVEL, "[log]\nlevel = \"debug\"\n", FIELD(log_level) },
+		{ MC_CFG_STATE_MAX_KEY_SIZE, "[state]\nmax_key_size = 64\n", FIELD(state_max_key_size) },
+		{ MC_CFG_STATE_MAX_VALUE_SIZE, "[state]\nmax_value_size = 1000\n", FIELD(state_max_value_size) },
+		{ MC_CFG_PROTOCOL_LISTEN, "[protocol]\nlisten = \"127.0.0.1:4000\"\n", FIELD(protocol_listen) },
+		{ MC_CFG_PROTOCOL_PATH, "[protocol]\npath = \"/rpc\"\n", FIELD(protocol_path) },
+		{ MC_CFG_PROTOCOL_CONFORMANCE_FIXTURES, "[protocol]\nconformance_fixtures = true\n", FIELD(protocol_conformance_fixtures) },
+		{ MC_CFG_PROTOCOL_IDLE_TIMEOUT_MS, "[protocol]\nidle_timeout_ms = 500\n", FIELD(protocol_idle_timeout_ms) },
+		{ MC_CFG_PROTOCOL_REQUEST_TIMEOUT_MS, "[protocol]\nrequest_timeout_ms = 500\n", FIELD(protocol_request_timeout_ms) },
+		{ MC_CFG_PROTOCOL_MAX_HEADER_SIZE, "[protocol]\nmax_header_size = 4096\n", FIELD(protocol_max_header_size) },
+		{ MC_CFG_MONITOR_LISTEN, "[monitor]\nlisten = \"[::1]:9000\"\n", FIELD(monitor_listen) },
+		{ MC_CFG_MONITOR_SNAPSHOT_INTERVAL, "[monitor]\nsnapshot_interval = 3\n", FIELD(monitor_snapshot_interval) },
+		{ MC_CFG_PERSISTENCE_SYNC, "[persistence]\nsync = \"none\"\n", FIELD(persistence_sync) },
+		{ MC_CFG_PERSISTENCE_CHECKPOINT_KEEP, "[persistence]\ncheckpoint_keep = 2\n", FIELD(persistence_checkpoint_keep) },
+		{ MC_CFG_PERSISTENCE_BATCH_MAX, "[persistence]\nbatch_max = 16\n", FIELD(persistence_batch_max) },
 	};
 	struct mc_config def;
 
@@ -1313,4 +1326,35 @@ Test(bad_files, every_file_fails_as_expected)
 	}
 	closedir(d);
 	cr_assert_geq(count, 14, "only %u bad config files", count);
+}
+
+/* Listen addresses: IPv4 or bracketed IPv6, and a port 1..65535. */
+Test(errors, listen_addresses)
+{
+	static const char *const good[] = { "127.0.0.1:1", "0.0.0.0:65535", "[::1]:3000" };
+	static const char *const bad[] = { "localhost:3000", "127.0.0.1", "127.0.0.1:0",
+	    "127.0.0.1:65536", "::1:3000", "[::1]3000", "1.2.3.4:x", "300.1.1.1:80", ":80" };
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "[monitor]\nlisten = \"%s\"\n", good[i]);
+		cr_assert_eq(mc_config_parse("l.toml", text, strlen(text), &cfg, err, sizeof(err)), 0,
+		    "%s rejected: %s", good[i], err);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[protocol]\nlisten = \"%s\"\n", bad[i]);
+		cr_assert_eq(mc_config_parse("l.toml", text, strlen(text), &cfg, err, sizeof(err)),
+		    MC_CONFIG_EX, "%s accepted", bad[i]);
+		cr_assert(strstr(err, "l.toml:2: protocol.listen: invalid listen address") != NULL,
+		    "%s: %s", bad[i], err);
+	}
+}
+
+Test(errors, url_path)
+{
+	static const char text[] = "[protocol]\npath = \"mcp\"\n";
+
+	cr_assert_eq(mc_config_parse("p.toml", text, strlen(text), &cfg, err, sizeof(err)),
+	    MC_CONFIG_EX);
+	cr_assert(strstr(err, "p.toml:2: protocol.path: invalid path") != NULL, "%s", err);
 }

@@ -124,6 +124,11 @@ static void check_layout(const struct mc_config *cfg, const struct mc_layout *la
 	cr_assert_geq(lay->ringdir_off, lay->ringmap_off +
 	    (uint64_t)lay->nslots * lay->nslots * sizeof(int16_t),
 	    "%s: ring directory overlaps the ring map", what);
+	cr_assert_geq(lay->metrics_off, lay->ringdir_off + (uint64_t)lay->nrings * MC_RING_SIZE,
+	    "%s: metrics blocks overlap the ring directory", what);
+	cr_assert_eq(lay->metrics_off % 4096, 0, "%s: metrics blocks not page aligned", what);
+	cr_assert_geq(lay->ringbuf_off, lay->metrics_off + (uint64_t)lay->nslots * MC_METRICS_BLOCK,
+	    "%s: ring entries overlap the metrics blocks", what);
 	cr_assert_geq(lay->ringbuf_off, lay->ringdir_off + (uint64_t)lay->nrings * MC_RING_SIZE,
 	    "%s: ring buffers overlap the ring directory", what);
 	cr_assert_geq(lay->journal_off, lay->ringbuf_off +
@@ -313,7 +318,8 @@ Test(layout, ring_index_bijection_default)
 /* Every legal client count, with small and large ring regions. */
 Test(layout, invariants_for_every_client_count)
 {
-	static const uint64_t ring_sizes[] = { 4 * MIB, 64 * MIB, 1 * GIB };
+	/* 8 MiB: the smallest that holds 56 clients' metrics blocks and rings */
+	static const uint64_t ring_sizes[] = { 8 * MIB, 64 * MIB, 1 * GIB };
 
 	for (unsigned c = 1; c <= MC_MAX_SLOTS - MC_SLOT_FIRST_CLIENT; c++) {
 		for (size_t r = 0; r < sizeof(ring_sizes) / sizeof(ring_sizes[0]); r++) {
@@ -350,7 +356,9 @@ Test(layout, ring_buffer_too_small_is_config_error)
 	    "ring_buffer_size = 65536\n"                /* 6 */
 	    "message_queue_size = 8388608\n"            /* 7 */
 	    "max_message_size = 65536\n"                /* 8 */
-	    "max_clients = 4\n";                        /* 9 */
+	    "max_clients = 4\n"                         /* 9 */
+	    "[state]\n"                                 /* 10 */
+	    "max_value_size = 32768\n";                 /* 11 */
 	struct mc_config cfg;
 	struct mc_layout lay;
 	int rc = mc_config_parse("t.toml", text, strlen(text), &cfg, err, sizeof(err));
@@ -374,6 +382,7 @@ Test(layout, ring_buffer_minimum_boundary)
 	mc_config_defaults(&cfg);
 	cfg.max_clients = 4;
 	cfg.max_message_size = 65536;
+	cfg.state_max_value_size = 32768;
 	cfg.ring_buffer_size = hi;
 	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
 	/* bisect over page multiples for the smallest working size */
@@ -505,4 +514,18 @@ Test(layout, deterministic)
 	cr_assert_eq(a.journal_off, b.journal_off);
 	cr_assert_eq(a.control_end, b.control_end);
 	cr_assert_eq(a.pool_size, b.pool_size);
+}
+
+/* A state value must fit in one frame with its namespace, key and framing. */
+Test(layout, state_value_must_fit_a_frame)
+{
+	struct mc_config cfg;
+	struct mc_layout lay;
+
+	mc_config_defaults(&cfg);
+	cfg.state_max_value_size = (uint32_t)cfg.max_message_size - 2 * cfg.state_max_key_size - 256;
+	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
+	cfg.state_max_value_size++;
+	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), MC_CONFIG_EX);
+	cr_assert(strstr(err, "state.max_value_size:") != NULL, "%s", err);
 }
