@@ -12,11 +12,16 @@
 static const char mc_bench_usage[] =
 "usage: mcpcore-bench BENCH [--runs N] [--count N] [--quick] [--json]\n"
 "\n"
+"  state   state manager reads and acknowledged writes vs redis-benchmark -P 16\n"
 "  ring    frames across processes: throughput (64 B, 1 KiB) vs raw ck_ring\n"
 "          and Python multiprocessing.Queue; one-way latency p50/p99\n"
+"  persist durable writes through the rings and the persistence worker (fsync\n"
+"          per batch) vs raw RocksDB puts without sync; ack latency p50/p99\n"
+"          (--count is capped at 400000 records of 256 B)\n"
 "\n"
 "  --runs N    repetitions (median reported), default 5\n"
 "  --count N   frames per throughput run, default 5000000\n"
+"  --keys N    state: size of the key space (default 100000), also for Redis\n"
 "  --quick     small counts (CI smoke run)\n"
 "  --json      one JSON object on stdout\n";
 
@@ -33,6 +38,8 @@ int main(int argc, char **argv)
 			o.runs = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
 			o.count = strtoull(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc)
+			o.keys = strtoull(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--quick") == 0)
 			o.quick = true;
 		else if (strcmp(argv[i], "--json") == 0)
@@ -53,6 +60,10 @@ int main(int argc, char **argv)
 	mc_log_init("bench", "warn");
 	if (strcmp(argv[1], "ring") == 0)
 		return mc_bench_ring(&o);
+	if (strcmp(argv[1], "persist") == 0)
+		return mc_bench_persist(&o);
+	if (strcmp(argv[1], "state") == 0)
+		return mc_bench_state(&o);
 	fprintf(stderr, "mcpcore-bench: unknown benchmark '%s'\n%s", argv[1], mc_bench_usage);
 	return 64;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mc_frame.h"
+#include "mc_metrics.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 
@@ -56,6 +57,7 @@ struct mc_job {
 	uint64_t gap_ns;        /* latency runs: time between sends (0 = throughput) */
 	enum mc_wait_mode wait;
 	uint64_t spin_ns;       /* MC_WAIT_SLEEP: spin this long before sleeping */
+	bool metrics;           /* channel pair: both ends count into their metrics blocks */
 	/* raw baseline */
 	ck_ring_t *ring;
 	ck_ring_buffer_t *buf;
@@ -129,6 +131,8 @@ static int mc_chan_producer(void *arg)
 	mc_bench_pin(0);
 	if (mc_seg_claim_worker(seg, MC_WORKER_ROUTER) != 0)
 		return 1;
+	if (j->metrics && mc_metrics_open(seg, MC_WORKER_ROUTER, MC_METRICS_RESET) != 0)
+		return 1;
 	mc_wait_go(j->run);
 	next = mc_now_ns();
 	j->run->t_start = next;
@@ -163,6 +167,8 @@ static int mc_chan_consumer(void *arg)
 
 	mc_bench_pin(1);
 	if (mc_seg_claim_worker(seg, MC_WORKER_STATE) != 0)
+		return 1;
+	if (j->metrics && mc_metrics_open(seg, MC_WORKER_STATE, MC_METRICS_RESET) != 0)
 		return 1;
 	ck_pr_store_32((uint32_t *)&j->run->consumer_ready, 1);
 	while (n < j->count) {
@@ -300,12 +306,27 @@ static double mc_mpqueue(uint32_t size, uint64_t count)
 struct mc_tput {
 	double chan, raw, pyq;
 	double vs_raw, vs_pyq;  /* medians of the per-run ratios */
+	double chan_metrics;    /* the channel again with metrics recording on */
+	double metrics_ratio;   /* median of the per-run (metrics on / off) ratios */
 };
+
+/* One channel run with metrics recording on or off: frames/s. */
+static int mc_chan_run(struct mc_job *j, bool metrics, double *rate)
+{
+	int rc;
+
+	j->metrics = metrics;
+	rc = mc_pair(j, mc_chan_producer, mc_chan_consumer);
+	j->metrics = false;
+	*rate = rc ? 0 : (double)j->count * 1e9 / (double)(j->run->t_end - j->run->t_start);
+	return rc;
+}
 
 static int mc_ring_tput(const struct mc_bench_opts *o, struct mc_job *j, uint32_t size,
     struct mc_tput *out)
 {
 	double chan[o->runs], raw[o->runs], pyq[o->runs], vr[o->runs], vq[o->runs];
+	double chm[o->runs], vm[o->runs];
 
 	j->size = size;
 	j->gap_ns = 0;
@@ -316,9 +337,12 @@ static int mc_ring_tput(const struct mc_bench_opts *o, struct mc_job *j, uint32_
 	if (mc_pair(j, mc_chan_producer, mc_chan_consumer) || mc_pair(j, mc_raw_producer, mc_raw_consumer))
 		return -1;
 	for (int r = 0; r < o->runs; r++) {
-		if (mc_pair(j, mc_chan_producer, mc_chan_consumer))
+		/* metrics off and on back to back, in alternating order, so drift
+		 * of the box between runs does not favour either side */
+		if (mc_chan_run(j, r % 2 != 0, r % 2 ? &chm[r] : &chan[r]) ||
+		    mc_chan_run(j, r % 2 == 0, r % 2 ? &chan[r] : &chm[r]))
 			return -1;
-		chan[r] = (double)j->count * 1e9 / (double)(j->run->t_end - j->run->t_start);
+		vm[r] = chm[r] / chan[r];
 		if (mc_pair(j, mc_raw_producer, mc_raw_consumer))
 			return -1;
 		raw[r] = (double)j->count * 1e9 / (double)(j->run->t_end - j->run->t_start);
@@ -326,6 +350,8 @@ static int mc_ring_tput(const struct mc_bench_opts *o, struct mc_job *j, uint32_
 		vr[r] = chan[r] / raw[r];
 		vq[r] = pyq[r] > 0 ? chan[r] / pyq[r] : 0;
 	}
+	out->metrics_ratio = mc_bench_median(vm, o->runs);
+	out->chan_metrics = mc_bench_median(chm, o->runs);
 	out->vs_raw = mc_bench_median(vr, o->runs);
 	out->vs_pyq = mc_bench_median(vq, o->runs);
 	out->chan = mc_bench_median(chan, o->runs);
@@ -396,11 +422,14 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 		    "\"vs_ck_ring\":%.3f,\"vs_mp_queue\":%.1f},"
 		    "\"tput_1k\":{\"mcpcore\":%.0f,\"ck_ring_slots\":%.0f,\"mp_queue\":%.0f,"
 		    "\"vs_ck_ring\":%.3f,\"vs_mp_queue\":%.1f},"
+		    "\"metrics_on\":{\"tput_64\":%.0f,\"tput_1k\":%.0f,"
+		    "\"overhead_64\":%.4f,\"overhead_1k\":%.4f},"
 		    "\"latency_ns\":{\"busy\":{\"p50\":%llu,\"p99\":%llu},"
 		    "\"ck_ring_busy\":{\"p50\":%llu,\"p99\":%llu},"
 		    "\"sleeping\":{\"p50\":%llu,\"p99\":%llu}}}\n",
 		    o->runs, (unsigned long long)o->count, t64.chan, t64.raw, t64.pyq, t64.vs_raw,
 		    t64.vs_pyq, t1k.chan, t1k.raw, t1k.pyq, t1k.vs_raw, t1k.vs_pyq,
+		    t64.chan_metrics, t1k.chan_metrics, 1 - t64.metrics_ratio, 1 - t1k.metrics_ratio,
 		    (unsigned long long)lbusy.p50, (unsigned long long)lbusy.p99,
 		    (unsigned long long)lraw.p50, (unsigned long long)lraw.p99,
 		    (unsigned long long)lsleep.p50, (unsigned long long)lsleep.p99);
@@ -417,6 +446,11 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 	printf("%-34s %14.0f %14.0f %14.0f %8.2fx %8.1fx\n", "1 KiB frames", t1k.chan, t1k.raw,
 	    t1k.pyq, t1k.vs_raw, t1k.vs_pyq);
 	printf("(ratios are medians of the per-run ratios, each run measuring both sides)\n");
+	printf("%-34s %14.0f %14s %14s %+8.2f%%\n", "64 B frames, metrics on", t64.chan_metrics,
+	    "", "", (t64.metrics_ratio - 1) * 100);
+	printf("%-34s %14.0f %14s %14s %+8.2f%%\n", "1 KiB frames, metrics on", t1k.chan_metrics,
+	    "", "", (t1k.metrics_ratio - 1) * 100);
+	printf("(metrics on vs off: median of the per-run ratios of back-to-back runs)\n");
 	printf("%-34s %14.2f %14.2f\n", "1 KiB frames, GB/s", t1k.chan * 1024 / 1e9,
 	    t1k.raw * 1024 / 1e9);
 	printf("\none-way latency, 64 B (ns)          %10s %10s\n", "p50", "p99");

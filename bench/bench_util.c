@@ -14,6 +14,12 @@
 
 int mc_bench_segment(struct mc_seg *seg, struct mc_config *cfg, const char *tag)
 {
+	return mc_bench_segment_sized(seg, cfg, tag, 64ULL << 20);
+}
+
+int mc_bench_segment_sized(struct mc_seg *seg, struct mc_config *cfg, const char *tag,
+    uint64_t state_cache)
+{
 	char err[1024];
 	struct mc_layout lay;
 	pid_t swept;
@@ -25,10 +31,11 @@ int mc_bench_segment(struct mc_seg *seg, struct mc_config *cfg, const char *tag)
 	cfg->max_clients = 2;
 	cfg->ring_buffer_size = 64ULL << 20;
 	cfg->message_queue_size = 512ULL << 20;
-	cfg->state_cache_size = 64ULL << 20;
+	cfg->state_cache_size = state_cache;
 	cfg->shared_memory_size = cfg->ring_buffer_size + cfg->message_queue_size +
 	    cfg->state_cache_size;
-	cfg->core_protocol = cfg->core_state = cfg->core_routing = 1ULL << 20;
+	cfg->core_protocol = cfg->core_routing = 1ULL << 20;
+	cfg->core_state = 64ULL << 20;          /* the state worker's control block */
 	cfg->learning_models = cfg->learning_training = cfg->learning_features = 1ULL << 20;
 	cfg->storage_active_models = cfg->storage_history = 1ULL << 20;
 	rc = mc_layout_compute(cfg, &lay, err, sizeof(err));

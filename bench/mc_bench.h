@@ -23,10 +23,15 @@ struct mc_bench_opts {
 	uint64_t count;         /* messages per throughput run */
 	bool json;              /* machine-readable summary on stdout */
 	bool quick;             /* CI smoke: small counts */
+	uint64_t keys;          /* state: key space (0 = the benchmark's default) */
 };
 
 /* A private segment with small regions, created by the calling process. */
 int mc_bench_segment(struct mc_seg *seg, struct mc_config *cfg, const char *tag);
+/* Same, with a shared.state_cache of `state_cache` bytes (sparse: untouched
+ * pages cost nothing). */
+int mc_bench_segment_sized(struct mc_seg *seg, struct mc_config *cfg, const char *tag,
+    uint64_t state_cache);
 
 /* Pin the calling process to one CPU (ignored if the box has fewer). */
 void mc_bench_pin(int cpu);
@@ -46,5 +51,7 @@ uint64_t mc_bench_percentile(uint64_t *v, size_t n, double p);
 void *mc_bench_shared(size_t size);
 
 int mc_bench_ring(const struct mc_bench_opts *o);
+int mc_bench_persist(const struct mc_bench_opts *o);
+int mc_bench_state(const struct mc_bench_opts *o);
 
 #endif /* MC_BENCH_H */

@@ -15,6 +15,9 @@ static const ProtobufCMessageDescriptor *const mc_proto_kinds[MC_FK_COUNT] = {
 	[MC_FK_STATE_REQUEST] = &mcpcore__state_request__descriptor,
 	[MC_FK_STATE_REPLY] = &mcpcore__state_reply__descriptor,
 	[MC_FK_STATE_CHANGES] = &mcpcore__state_change_batch__descriptor,
+	[MC_FK_METRICS_SNAPSHOT] = &mcpcore__metrics_snapshot__descriptor,
+	[MC_FK_PERSIST_REQUEST] = &mcpcore__persist_request__descriptor,
+	[MC_FK_PERSIST_REPLY] = &mcpcore__persist_reply__descriptor,
 };
 
 const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind)

@@ -14,6 +14,8 @@
 #include "mc_frame.h"
 #include "mcpcore.pb-c.h"
 #include "state.pb-c.h"
+#include "metrics.pb-c.h"
+#include "persist.pb-c.h"
 /* each module's own schema, see the ranges below */
 
 /*
@@ -32,6 +34,9 @@ enum mc_frame_kind {
 	MC_FK_STATE_REQUEST = 10, /* Mcpcore__StateRequest (state.proto) */
 	MC_FK_STATE_REPLY = 11,   /* Mcpcore__StateReply */
 	MC_FK_STATE_CHANGES = 12, /* Mcpcore__StateChangeBatch: the change feed */
+	MC_FK_PERSIST_REQUEST = 20, /* Mcpcore__PersistRequest (persist.proto) */
+	MC_FK_PERSIST_REPLY = 21,   /* Mcpcore__PersistReply */
+	MC_FK_METRICS_SNAPSHOT = 30, /* Mcpcore__MetricsSnapshot (metrics.proto): monitor -> persistence */
 	MC_FK_COUNT = 64
 };
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mc_state.h"
 #include "mc_util.h"
 
 static const char *const mc_worker_names[MC_NWORKERS] = {
@@ -161,6 +162,7 @@ static int mc_layout_pools(const struct mc_config *cfg, struct mc_layout *lay,
 int mc_layout_compute(const struct mc_config *cfg, struct mc_layout *lay,
     char *err, size_t errlen)
 {
+	struct mc_state_geometry state;
 	int rc;
 
 	*lay = (struct mc_layout){ 0 };
@@ -176,7 +178,9 @@ int mc_layout_compute(const struct mc_config *cfg, struct mc_layout *lay,
 		    "in memory.max_message_size %llu", cfg->state_max_value_size,
 		    cfg->state_max_key_size, (unsigned long long)cfg->max_message_size);
 	mc_layout_regions(cfg, lay);
-	rc = mc_layout_rings(cfg, lay, err, errlen);
+	rc = mc_state_geometry(cfg, cfg->state_cache_size, &state, err, errlen);
+	if (rc == 0)
+		rc = mc_layout_rings(cfg, lay, err, errlen);
 	if (rc == 0)
 		rc = mc_layout_pools(cfg, lay, err, errlen);
 	return rc;

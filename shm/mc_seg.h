@@ -141,6 +141,8 @@ struct mc_seg_hdr {
 };
 
 struct mc_inbox;                    /* process-local consumer state, mc_ring.h */
+struct mc_state_view;               /* process-local view of the state table, state.c */
+struct mc_metrics_block;            /* this process's metrics block, mc_metrics.h */
 
 /* A process's handle on a mapped segment (process-local, never shared). */
 struct mc_seg {
@@ -158,6 +160,7 @@ struct mc_seg {
 	uint64_t bit;                    /* 1 << slot */
 	uint32_t generation;             /* of the claimed slot */
 	struct mc_inbox *inbox;          /* per ring, when a slot is claimed */
+	struct mc_state_view *state_view; /* validated once, then reused (state.c) */
 	uint64_t *held;                  /* offsets of the frames we hold: an open- */
 	uint32_t held_cap;               /* addressing set (power-of-two capacity), */
 	uint32_t held_n;                 /* so a duplicate is never handed out twice */
@@ -174,6 +177,7 @@ struct mc_seg {
 	uint64_t mq_off;                 /* shared.message_queue */
 	uint64_t pool_size;
 	uint64_t max_frame;
+	struct mc_metrics_block *metrics; /* our block when counting is on, else NULL (mc_metrics.h) */
 	struct mc_seg_out {              /* per destination slot: our ring to it */
 		struct mc_ring *ring;    /* NULL: no ring from us to that slot */
 		struct mc_desc *buf;

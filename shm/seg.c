@@ -18,6 +18,7 @@
 
 #include "mc_frame.h"
 #include "mc_log.h"
+#include "mc_metrics.h"
 #include "mc_ring.h"
 #include "mc_util.h"
 
@@ -454,9 +455,12 @@ void mc_seg_detach(struct mc_seg *seg)
 	free(seg->inbox);
 	free(seg->inbound);
 	free(seg->held);
+	free(seg->state_view);
+	seg->state_view = NULL;
 	seg->held = NULL;
 	seg->held_cap = seg->held_n = 0;
 	seg->base = NULL;
+	seg->metrics = NULL;
 	seg->fd = -1;
 	seg->inbox = NULL;
 	seg->inbound = NULL;
@@ -519,6 +523,8 @@ void mc_seg_heartbeat(struct mc_seg *seg)
 {
 	if (seg->slot >= 0)
 		ck_pr_store_64(&seg->slots[seg->slot].sl_heartbeat_ns, mc_now_ns());
+	/* every loop heartbeats: memory gauges ride along, once a second */
+	mc_metrics_tick(seg);
 }
 
 void mc_seg_ready(struct mc_seg *seg)
@@ -583,6 +589,8 @@ int mc_seg_claim_client(struct mc_seg *seg, const char *label, char *err, size_t
 			snprintf(err, errlen, "out of memory");
 			return rc;
 		}
+		/* a fresh client starts a fresh metrics block (mc_metrics.h) */
+		mc_metrics_open(seg, s, MC_METRICS_RESET);
 		/* a fresh client must not see its predecessor's messages */
 		mc_frame_drain(seg, s);
 		mc_ring_attach_inbox(seg);
@@ -607,6 +615,7 @@ void mc_seg_release_client(struct mc_seg *seg)
 	sl = &seg->slots[seg->slot];
 	/* stop senders first; stragglers are drained by the supervisor's sweep */
 	ck_pr_store_32(&sl->sl_state, MC_SLOT_FREE);
+	mc_metrics_retire(seg, (unsigned)seg->slot);
 	mc_frame_drain(seg, (unsigned)seg->slot);
 	ck_pr_store_64(&sl->sl_proc_start, 0);
 	ck_pr_fence_store();
@@ -657,6 +666,8 @@ int mc_seg_reap_clients(struct mc_seg *seg)
 		if (mc_frame_recover(seg, s) == -EAGAIN)
 			continue;       /* a peer's ring is full; try again next tick */
 		ck_pr_store_64(&sl->sl_proc_start, 0);
+		/* the dead client's metrics go with it (mc_metrics.h, LIFETIME) */
+		mc_metrics_retire(seg, s);
 		ck_pr_store_32(&sl->sl_state, MC_SLOT_FREE);
 		ck_pr_fence_store();
 		ck_pr_store_int(&sl->sl_pid, 0);

@@ -17,11 +17,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mc_cli_metrics.h"
 #include "mc_frame.h"
 #include "mc_layout.h"
+#include "mc_persist.h"
 #include "mc_proto.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "mc_state.h"
 #include "mc_util.h"
 
 static void mc_cli_print_json(json_t *doc)
@@ -85,6 +88,8 @@ int mc_cli_layout(const struct mc_config *cfg, bool json)
 	return 0;
 }
 
+static json_t *mc_cli_state_doc(const struct mc_seg *seg);
+
 static json_t *mc_cli_age(uint64_t now, uint64_t then)
 {
 	return then == 0 ? json_null() : json_integer((json_int_t)((now > then ? now - then : 0) / 1000000));
@@ -128,12 +133,27 @@ static json_t *mc_cli_status_doc(const struct mc_seg *seg)
 		    "src", (int)r->r_src, "dst", (int)r->r_dst, "depth", (int)mc_ring_depth(seg, i),
 		    "capacity", (int)mc_ring_capacity(seg, i), "full_events", (json_int_t)r->r_full));
 	}
-	return json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:b, s:o}, s:o, s:o, s:o, s:o}",
+	return json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:b, s:o}, s:o, s:o, s:o, s:o, s:o}",
 	    "instance", h->sh_instance, "segment", seg->name, "size", (json_int_t)h->sh_size,
 	    "state", h->sh_state < 3 ? seg_states[h->sh_state] : "unknown",
 	    "supervisor", "pid", (int)h->sh_supervisor_pid, "alive", mc_seg_supervisor_alive(seg),
 	    "heartbeat_age_ms", mc_cli_age(now, h->sh_heartbeat_ns),
-	    "workers", workers, "clients", clients, "rings", rings, "pools", pools);
+	    "workers", workers, "clients", clients, "rings", rings, "pools", pools,
+	    "state_table", mc_cli_state_doc(seg));
+}
+
+/* The state manager's table and arena usage (null before it is set up). */
+static json_t *mc_cli_state_doc(const struct mc_seg *seg)
+{
+	struct mc_state_stats st;
+
+	if (mc_state_stats(seg, &st) != 0)
+		return json_null();
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "capacity",
+	    (json_int_t)st.capacity, "live", (json_int_t)st.live, "tombstones",
+	    (json_int_t)st.tombstones, "arena_size", (json_int_t)st.arena_size, "arena_live",
+	    (json_int_t)st.arena_live, "arena_free", (json_int_t)st.arena_free, "arena_unused",
+	    (json_int_t)(st.arena_size - st.arena_top), "writes", (json_int_t)st.writes);
 }
 
 static void mc_cli_status_text(json_t *doc)
@@ -176,6 +196,17 @@ static void mc_cli_status_text(json_t *doc)
 		    json_integer_value(json_object_get(v, "capacity")));
 	}
 	printf("(%zu of %zu rings non-empty)\n", busy, json_array_size(json_object_get(doc, "rings")));
+	v = json_object_get(doc, "state_table");
+	if (json_is_object(v))
+		printf("\nstate table: %lld live, %lld tombstones of %lld entries; arena %lld bytes in "
+		    "use, %lld free, %lld unused of %lld\n",
+		    json_integer_value(json_object_get(v, "live")),
+		    json_integer_value(json_object_get(v, "tombstones")),
+		    json_integer_value(json_object_get(v, "capacity")),
+		    json_integer_value(json_object_get(v, "arena_live")),
+		    json_integer_value(json_object_get(v, "arena_free")),
+		    json_integer_value(json_object_get(v, "arena_unused")),
+		    json_integer_value(json_object_get(v, "arena_size")));
 }
 
 int mc_cli_status(const char *instance, bool json, bool watch)
@@ -191,12 +222,19 @@ int mc_cli_status(const char *instance, bool json, bool watch)
 	do {
 		json_t *doc = mc_cli_status_doc(&seg);
 
+		/* the persistence worker's control block (workers/persistence) */
+		json_object_set_new(doc, "persistence", mc_persist_status_json(&seg));
+		/* every process's metrics block (shm/mc_metrics.h) */
+		mc_cli_metrics_add(&seg, doc);
+
 		if (watch)
 			printf("\033[H\033[2J");
 		if (json)
 			mc_cli_print_json(doc);
 		else {
 			mc_cli_status_text(doc);
+			mc_persist_status_print(json_object_get(doc, "persistence"));
+			mc_cli_metrics_print(doc);
 			json_decref(doc);
 		}
 		fflush(stdout);

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "mc_cli.h"
+#include "mc_cli_persist.h"
 #include "mc_config.h"
+#include "mc_jemalloc.h"
 #include "mc_supervisor.h"
 #include "mc_worker.h"
 
@@ -27,6 +29,10 @@ static const char mc_usage[] =
 "  layout   print the segment's region table for a config (creates nothing)\n"
 "  status   show a running instance: supervisor, workers, rings, pools\n"
 "  ping     round-trip a ping frame through each worker\n"
+"  checkpoint  ask the persistence worker for a RocksDB checkpoint now\n"
+"  restore  put a checkpoint back as the store (instance stopped)\n"
+"  dump     print a column family of the store as JSON lines (protobuf decoded)\n"
+"  state    read and write the state manager (get, put, cas, del, incr, scan, check)\n"
 "\n"
 "Run `mcpcore COMMAND --help` for a command's options.\n"
 "Config: --config PATH, else $MCPCORE_CONFIG, else ./config/mcpcore.toml,\n"
@@ -182,6 +188,8 @@ int main(int argc, char **argv)
 	const char *cmd;
 	int rc;
 
+	mc_jemalloc_install();          /* memory gauges of the metrics blocks */
+
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		fputs(mc_usage, argc < 2 ? stderr : stdout);
@@ -190,6 +198,10 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	if (strcmp(cmd, "worker") == 0)
 		return mc_worker_main(argc - 1, argv + 1);
+	if (mc_cli_persist_command(cmd))
+		return mc_cli_persist_main(argc - 1, argv + 1, mc_default_config());
+	if (strcmp(cmd, "state") == 0)
+		return mc_cli_state(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") && strcmp(cmd, "layout") && strcmp(cmd, "status") &&
 	    strcmp(cmd, "ping")) {
 		fprintf(stderr, "mcpcore: unknown command '%s'\n\n%s", cmd, mc_usage);

@@ -18,4 +18,7 @@ int mc_cli_status(const char *instance, bool json, bool watch);
 /* `mcpcore ping`: claim a client slot, ping each worker, print RTTs. */
 int mc_cli_ping(const char *instance, const char *only, int count, bool json);
 
+/* `mcpcore state ...`: argv starts at "state"'s arguments (argv[0] = "state"). */
+int mc_cli_state(int argc, char **argv);
+
 #endif /* MC_CLI_H */

@@ -22,6 +22,7 @@
 
 #include "mc_layout.h"
 #include "mc_log.h"
+#include "mc_metrics.h"
 #include "mc_seg.h"
 #include "mc_util.h"
 
@@ -50,6 +51,7 @@ struct mc_sup {
 	bool stopping;
 	bool ready_logged;
 	uint64_t start_ns;
+	struct mc_counter clients_reaped;   /* in our metrics block (slot 0) */
 };
 
 static struct mc_slot *mc_sup_slot(struct mc_sup *s, const struct mc_child *c)
@@ -227,7 +229,8 @@ static void mc_sup_tick(struct mc_sup *s)
 		mc_log_info("runtime_ready", "{s:s, s:I}", "instance", s->cfg->instance,
 		    "start_ms", (json_int_t)((now - s->start_ns) / MC_MS));
 	}
-	mc_seg_reap_clients(&s->seg);
+	mc_counter_add(s->clients_reaped, (uint64_t)mc_seg_reap_clients(&s->seg));
+	mc_metrics_tick(&s->seg);
 }
 
 /* Milliseconds until the next thing the loop must do. */
@@ -362,6 +365,12 @@ int mc_supervisor_run(const struct mc_config *cfg)
 	mc_log_info("segment_created", "{s:s, s:I, s:i, s:i, s:s}", "segment", s.seg.name,
 	    "size", (json_int_t)lay.total, "slots", (int)lay.nslots, "rings", (int)lay.nrings,
 	    "config", cfg->source);
+	/* slot 0's metrics block: memory gauges, reaped clients (restarts are
+	 * in the slot table, which the monitor exports directly) */
+	if (mc_metrics_open(&s.seg, MC_SLOT_SUPERVISOR, MC_METRICS_RESET) == 0)
+		mc_metrics_counter(&s.seg, "clients_reaped_total",
+		    "Client processes that died attached and were reaped by the supervisor",
+		    NULL, &s.clients_reaped);
 	ck_pr_store_32(&s.seg.hdr->sh_state, MC_SEG_READY);
 
 	for (int i = 0; i < MC_NWORKERS; i++) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "mc_log.h"
+#include "mc_metrics.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 
@@ -20,6 +21,23 @@
 #define MC_WORKER_SLEEP_NS  100000000ULL    /* longest sleep: heartbeat period */
 
 static volatile sig_atomic_t mc_worker_stop;
+
+/* Builtin metrics of every worker (mc_metrics.h): frame handling latency
+ * here, frames and bytes by the frame layer, memory on the heartbeat. */
+static struct mc_histogram mc_worker_handling;
+
+/* A failed handler, counted by error code (a bounded label set: errnos). */
+static void mc_worker_count_error(struct mc_worker *w, int rc)
+{
+	struct mc_counter c;
+	char code[24];
+
+	mc_metrics_counter(&w->seg, MC_METRIC_HANDLER_ERRORS,
+	    "Frames whose handler failed, by error code",
+	    (const char *const[]){ "code", mc_metrics_errno_label(rc, code, sizeof(code)), NULL },
+	    &c);
+	mc_counter_add(c, 1);
+}
 
 static void mc_worker_on_signal(int sig)
 {
@@ -90,12 +108,17 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		struct mc_msg m;
 		int kept, rc;
 
+		uint64_t t0;
+
 		if (*has_pending) {
 			m = *pending;
 		} else if (mc_recv(&w->seg, &m) != 0) {
 			break;
 		}
+		t0 = mc_now_ns();
 		rc = mc_worker_dispatch(w, &m, &kept);
+		if (rc != -EAGAIN)
+			mc_histogram_observe(mc_worker_handling, mc_now_ns() - t0);
 		if (rc == -EAGAIN) {
 			/* destination full: keep the frame and come back to it */
 			*pending = m;
@@ -105,6 +128,7 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		*has_pending = 0;
 		if (rc < 0) {
 			w->failed++;
+			mc_worker_count_error(w, rc);
 			mc_log_warn("frame_failed", "{s:i, s:I, s:i, s:s}", "src", (int)m.src,
 			    "seq", (json_int_t)m.desc.d_seq, "kind", (int)m.frame->f_kind,
 			    "error", mc_strerror(rc));
@@ -199,6 +223,13 @@ int mc_worker_main(int argc, char **argv)
 		return 1;
 	}
 	mc_worker_fault(w.name);
+	/* counters carry over a restart (mc_metrics.h, LIFETIME) */
+	rc = mc_metrics_open(&w.seg, w.slot, MC_METRICS_CARRY);
+	if (rc == 0)
+		rc = mc_metrics_histogram(&w.seg, MC_METRIC_FRAME_HANDLING,
+		    "Time a worker spends handling one received frame", NULL, &mc_worker_handling);
+	if (rc)
+		mc_log_warn("metrics_unavailable", "{s:s}", "error", mc_strerror(rc));
 	rc = mc_workers[slot - MC_SLOT_FIRST_WORKER].main(&w);
 	mc_seg_detach(&w.seg);
 	return rc;

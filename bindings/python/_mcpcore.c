@@ -1167,7 +1167,8 @@ PyMODINIT_FUNC PyInit__mcpcore(void)
 	    mc_py_add_constants(mod) < 0)
 		goto fail;
 	/* the other parts of the API register themselves (state.c, metrics.c) */
-	if (mc_py_state_init(mod) < 0 || mc_py_metrics_init(mod) < 0)
+	if (mc_py_state_init(mod) < 0 || mc_py_metrics_init(mod) < 0 ||
+	    mc_py_persist_init(mod) < 0)
 		goto fail;
 	/* the library's own log lines (rare: corrupt descriptors) name us */
 	mc_log_init("python", NULL);

@@ -46,5 +46,6 @@ void mc_py_unlock(McSegment *self);
 /* Module init hooks of the other parts: 0 or -1 with an exception set. */
 int mc_py_state_init(PyObject *mod);
 int mc_py_metrics_init(PyObject *mod);
+int mc_py_persist_init(PyObject *mod);
 
 #endif /* MC_PY_H */

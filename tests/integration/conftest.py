@@ -77,7 +77,10 @@ class Runtime:
 
     def __init__(self, tmp_path, config=None, instance=None, env=None):
         self.instance = instance or unique("it")
-        self.config = config or TEST_CONFIG
+        # a private RocksDB directory: no test sees what another one stored
+        self.config = config or write_config(
+            tmp_path, {"persistence.rocksdb_path": '"%s"' % (tmp_path / f"{self.instance}.data")},
+            name=f"{self.instance}.toml")
         self.log_path = tmp_path / f"{self.instance}.log"
         self.env = dict(os.environ, **(env or {}))
         self.proc = None

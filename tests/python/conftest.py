@@ -51,6 +51,27 @@ def cli(*args, check=True):
     return proc
 
 
+def private_config(tmp):
+    """TEST_CONFIG with the RocksDB directory moved into tmp: a test must
+    not see (or restore) what another test stored."""
+    lines = open(TEST_CONFIG).read().splitlines()
+    out, section = [], ""
+    for line in lines:
+        st = line.strip()
+        if st.startswith("[") and st.endswith("]"):
+            section = st[1:-1]
+        elif section == "persistence" and st.startswith("rocksdb_path"):
+            continue
+        out.append(line)
+        if st == "[persistence]":
+            out.append('rocksdb_path = "%s"' % (tmp / "data"))
+    if "[persistence]" not in (l.strip() for l in lines):
+        out += ["[persistence]", 'rocksdb_path = "%s"' % (tmp / "data")]
+    path = tmp / "mcpcore.toml"
+    path.write_text("\n".join(out) + "\n")
+    return str(path)
+
+
 def shm_path(instance):
     return Path("/dev/shm") / ("mcpcore." + instance)
 
@@ -100,10 +121,12 @@ class Runtime:
 def runtime(tmp_path_factory):
     """Start a runtime for the test module; stop it (SIGTERM, exit 0) after."""
     instance = "pyt" + secrets.token_hex(6)
-    log_path = tmp_path_factory.mktemp("runtime") / "mcpcore.log"
+    tmp = tmp_path_factory.mktemp("runtime")
+    log_path = tmp / "mcpcore.log"
+    config = private_config(tmp)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [MCPCORE_BIN, "run", "--config", TEST_CONFIG, "--instance", instance],
+            [MCPCORE_BIN, "run", "--config", config, "--instance", instance],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     rt = Runtime(instance, proc, log_path)
     try:

@@ -1,13 +1,181 @@
 /*
- * workers/monitor/main.c - the monitor worker.
+ * workers/monitor/main.c - the monitor worker: aggregates every process's
+ * metrics block, serves them to Prometheus, publishes rates for `mcpcore
+ * status` and sends periodic snapshots to the persistence worker.
  *
- * For now it runs the common worker loop (mc_worker.h): it holds its slot,
- * keeps its heartbeat, consumes its inbound rings and answers pings.  Its
- * own job arrives with its issue.
+ * Threads (see mc_monitor.h): this thread runs the common worker loop and,
+ * on its tick, the once-a-second rate computation and the snapshot every
+ * [monitor] snapshot_interval seconds; the HTTP thread (httpd.c) answers
+ * scrapes at [monitor] listen.  Every metric either thread writes is
+ * registered here, before the HTTP thread starts.
+ *
+ * Snapshots never block the monitor: when the persistence worker's ring or
+ * our frame pool is full (-EAGAIN), or persistence is failed/stopped
+ * (-EPIPE), the snapshot is skipped and counted in
+ * mcpcore_monitor_snapshots_total{result="skipped_full"|"skipped_absent"}.
  */
 #include "mc_worker.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mc_log.h"
+#include "mc_metrics.h"
+#include "mc_monitor.h"
+#include "mc_util.h"
+
+#define MC_MON_RATE_NS 1000000000ULL
+
+struct mc_mon {
+	struct mc_httpd *httpd;
+	uint64_t rates_ns;              /* when rates were last computed */
+	uint64_t snapshot_ns;           /* when the last snapshot was due */
+	uint64_t snapshot_every_ns;
+	uint64_t seq, skipped;
+	uint64_t prev_in[MC_MAX_SLOTS], prev_out[MC_MAX_SLOTS];
+	uint32_t prev_gen[MC_MAX_SLOTS];
+	bool     prev_ok[MC_MAX_SLOTS];
+	double   rate_in[MC_MAX_SLOTS], rate_out[MC_MAX_SLOTS];
+	struct mc_counter snap_sent, snap_full, snap_absent, snap_failed;
+	bool     snap_warned;
+};
+
+/* Frames/s per slot since the previous call, published in our block. */
+static void mc_mon_rates(struct mc_worker *w, struct mc_mon *mon, uint64_t now)
+{
+	double dt = (double)(now - mon->rates_ns) / 1e9;
+	unsigned n = w->seg.hdr->sh_nslots;
+
+	for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++) {
+		struct mc_metrics_chan chan;
+		struct mc_metrics_view v;
+		uint64_t in = 0, out = 0;
+
+		mon->rate_in[s] = mon->rate_out[s] = 0;
+		if (mc_metrics_view(&w->seg, s, &v) != 0) {
+			mon->prev_ok[s] = false;
+			continue;
+		}
+		mc_metrics_read_chan(&v, &chan);
+		for (unsigned k = 0; k <= MC_METRICS_KINDS; k++) {
+			in += chan.mc_in[k];
+			out += chan.mc_out[k];
+		}
+		if (!mc_metrics_view_ok(&v)) {
+			mon->prev_ok[s] = false;
+			continue;
+		}
+		/* a new block (client re-claimed, reset) starts a new baseline */
+		if (mon->prev_ok[s] && mon->prev_gen[s] == v.gen && in >= mon->prev_in[s] &&
+		    out >= mon->prev_out[s] && dt > 0) {
+			mon->rate_in[s] = (double)(in - mon->prev_in[s]) / dt;
+			mon->rate_out[s] = (double)(out - mon->prev_out[s]) / dt;
+		}
+		mon->prev_in[s] = in;
+		mon->prev_out[s] = out;
+		mon->prev_gen[s] = v.gen;
+		mon->prev_ok[s] = true;
+	}
+	mc_metrics_publish_rates(&w->seg, mon->rate_in, mon->rate_out, n);
+	mon->rates_ns = now;
+}
+
+static void mc_mon_snapshot(struct mc_worker *w, struct mc_mon *mon)
+{
+	int rc = mc_snapshot_send(&w->seg, mon->seq + 1, mon->skipped,
+	    w->cfg->monitor_snapshot_interval);
+
+	switch (rc) {
+	case 0:
+		mon->seq++;
+		mc_counter_add(mon->snap_sent, 1);
+		return;
+	case -EAGAIN:
+		mc_counter_add(mon->snap_full, 1);
+		break;
+	case -EPIPE:
+		mc_counter_add(mon->snap_absent, 1);
+		break;
+	default:
+		mc_counter_add(mon->snap_failed, 1);
+		if (!mon->snap_warned)      /* a size problem repeats: say it once */
+			mc_log_warn("monitor_snapshot_failed", "{s:s, s:s}", "error", mc_strerror(rc),
+			    "message", "metrics snapshot not sent (raise [memory] max_message_size "
+			    "if it is too large)");
+		mon->snap_warned = true;
+		break;
+	}
+	mon->skipped++;
+	mc_log_debug("monitor_snapshot_skipped", "{s:s}", "error", mc_strerror(rc));
+}
+
+/* Called by the worker loop at least every 100 ms, and whenever it idles. */
+static void mc_mon_tick(struct mc_worker *w)
+{
+	struct mc_mon *mon = w->ctx;
+	uint64_t now = mc_now_ns();
+
+	if (now - mon->rates_ns >= MC_MON_RATE_NS)
+		mc_mon_rates(w, mon, now);
+	if (now - mon->snapshot_ns >= mon->snapshot_every_ns) {
+		mon->snapshot_ns = now;
+		mc_mon_snapshot(w, mon);
+	}
+}
+
+static void mc_mon_register(struct mc_worker *w, struct mc_mon *mon, struct mc_httpd_metrics *hm)
+{
+	static const int codes[] = { 200, 400, 404, 405, 413, 414, 431, 500, 501, 505 };
+	const char *help_snap = "Metrics snapshots for the persistence worker, by outcome";
+	char code[8];
+
+	_Static_assert(MC_ARRAY_LEN(codes) <= MC_HTTPD_CODES, "room for every counted status");
+	mc_metrics_counter(&w->seg, "monitor_snapshots_total", help_snap,
+	    (const char *const[]){ "result", "sent", NULL }, &mon->snap_sent);
+	mc_metrics_counter(&w->seg, "monitor_snapshots_total", help_snap,
+	    (const char *const[]){ "result", "skipped_full", NULL }, &mon->snap_full);
+	mc_metrics_counter(&w->seg, "monitor_snapshots_total", help_snap,
+	    (const char *const[]){ "result", "skipped_absent", NULL }, &mon->snap_absent);
+	mc_metrics_counter(&w->seg, "monitor_snapshots_total", help_snap,
+	    (const char *const[]){ "result", "failed", NULL }, &mon->snap_failed);
+	memset(hm, 0, sizeof(*hm));
+	for (size_t i = 0; i < MC_ARRAY_LEN(codes); i++) {
+		snprintf(code, sizeof(code), "%d", codes[i]);
+		hm->codes[i] = codes[i];
+		mc_metrics_counter(&w->seg, "monitor_http_responses_total",
+		    "Responses of the /metrics endpoint, by HTTP status",
+		    (const char *const[]){ "code", code, NULL }, &hm->responses[i]);
+	}
+	mc_metrics_gauge(&w->seg, "monitor_http_connections",
+	    "Open connections to the /metrics endpoint", NULL, &hm->connections);
+	mc_metrics_histogram(&w->seg, "monitor_scrape_render_seconds",
+	    "Time to render one exposition of the whole instance", NULL, &hm->render);
+}
+
 int mc_monitor_main(struct mc_worker *w)
 {
-	return mc_worker_run(w);
+	struct mc_httpd_metrics hm;
+	struct mc_mon *mon = calloc(1, sizeof(*mon));
+	int rc;
+
+	if (mon == NULL) {
+		mc_log_error("monitor_start_failed", "{s:s}", "error", strerror(ENOMEM));
+		return 1;
+	}
+	mon->rates_ns = mon->snapshot_ns = mc_now_ns();
+	mon->snapshot_every_ns = (uint64_t)w->cfg->monitor_snapshot_interval * 1000000000ULL;
+	mc_mon_register(w, mon, &hm);
+	rc = mc_httpd_start(&mon->httpd, &w->seg, w->cfg->monitor_listen, &hm);
+	if (rc)
+		/* the rest of the monitor (rates, snapshots) is still worth running */
+		mc_log_error("monitor_http_unavailable", "{s:s, s:s, s:s}", "listen",
+		    w->cfg->monitor_listen, "error", mc_strerror(rc), "message",
+		    "cannot start the io_uring HTTP thread; /metrics is not served");
+	w->ctx = mon;
+	w->on_tick = mc_mon_tick;
+	rc = mc_worker_run(w);
+	mc_httpd_stop(mon->httpd);
+	free(mon);
+	return rc;
 }

@@ -1,13 +1,279 @@
 /*
- * workers/state/main.c - the state worker.
+ * workers/state/main.c - the state worker: the single writer of the state
+ * table (mc_state_writer.h).
  *
- * For now it runs the common worker loop (mc_worker.h): it holds its slot,
- * keeps its heartbeat, consumes its inbound rings and answers pings.  Its
- * own job arrives with its issue.
+ * It takes StateRequest frames from its rings, applies their ops in order,
+ * answers each frame with one StateReply to its sender, and sends the
+ * change feed (StateChangeBatch) to the persistence worker and to clients
+ * that subscribed.  Reads never come here: any process reads the table in
+ * shared memory directly (mc_state_get).
+ *
+ * A request frame is finished (released, so not redelivered) only after
+ * its reply is sent; the writer's records make a replay after a crash
+ * resume where the dead worker stopped, so every op is applied once and
+ * every frame answered at least once.  A reply that cannot be sent yet
+ * (the sender's ring is full) holds up the loop until it can: the sender
+ * is reading its replies or dead (then it is reaped and -EPIPE drops it).
  */
 #include "mc_worker.h"
 
+#include <errno.h>
+#include <string.h>
+
+#include "mc_log.h"
+#include "mc_proto.h"
+#include "mc_state_writer.h"
+#include "mc_util.h"
+
+#define MC_FEED_BATCH      256         /* changes per feed frame, at most */
+#define MC_SWEEP_BUDGET    4096        /* entries checked for expiry per tick */
+
+struct mc_state_worker {
+	struct mc_state_writer w;
+	uint64_t feed_frames, feed_drops, replies;
+	bool persistence_gone_logged;
+};
+
+/* One op's reply, from a fresh application or from the frame's records. */
+static void mc_state_reply_one(struct mc_state_writer *sw, const Mcpcore__StateOp *op,
+    uint32_t status, uint64_t version, const char *error, Mcpcore__StateResult *r,
+    char *number, size_t numlen)
+{
+	mcpcore__state_result__init(r);
+	r->id = op->id;
+	r->status = (Mcpcore__StateResult__Status)status;
+	r->version = version;
+	if (status != MCPCORE__STATE_RESULT__STATUS__OK)
+		r->error = (char *)(error ? error : "failed");
+	if (status == MCPCORE__STATE_RESULT__STATUS__OK &&
+	    op->kind == MCPCORE__STATE_OP__KIND__INCR &&
+	    mc_state_writer_number(sw, op, number, numlen) == 0) {
+		r->value.data = (uint8_t *)number;
+		r->value.len = strlen(number);
+	}
+}
+
+static void mc_state_subscribe(struct mc_state_writer *sw, unsigned src, bool on)
+{
+	uint64_t mask = sw->ctl->sc_subscribers;
+
+	mask = on ? mask | (1ULL << src) : mask & ~(1ULL << src);
+	ck_pr_store_64(&sw->ctl->sc_subscribers, mask);
+}
+
+static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
+{
+	struct mc_state_worker *sw = wk->ctx;
+	Mcpcore__StateRequest *req = (Mcpcore__StateRequest *)mc_proto_unpack(m->frame);
+	Mcpcore__StateReply reply = MCPCORE__STATE_REPLY__INIT;
+	Mcpcore__StateResult *results = NULL, **rp = NULL;
+	char (*numbers)[24] = NULL;
+	uint64_t now = mc_wall_ns();
+	uint32_t done, n;
+	int rc = 0;
+
+	if (req == NULL) {
+		mc_log_warn("state_bad_request", "{s:i, s:I, s:s}", "src", (int)m->src, "seq",
+		    (json_int_t)m->desc.d_seq, "message", "StateRequest frame does not parse");
+		return -EBADMSG;
+	}
+	n = (uint32_t)req->n_ops;
+	results = calloc(n ? n : 1, sizeof(*results));
+	rp = calloc(n ? n : 1, sizeof(*rp));
+	numbers = calloc(n ? n : 1, sizeof(*numbers));
+	if (results == NULL || rp == NULL || numbers == NULL) {
+		rc = -EAGAIN;       /* out of memory: try again later, do not lose it */
+		goto out;
+	}
+	done = mc_state_frame_begin(&sw->w, m->src, m->desc.d_seq);
+	for (uint32_t k = 0; k < n; k++) {
+		const Mcpcore__StateOp *op = req->ops[k];
+		struct mc_state_result res;
+
+		if (k >= MC_STATE_MAX_OPS) {
+			mc_state_reply_one(&sw->w, op, MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST, 0,
+			    "more than 1024 ops in one request", &results[k], numbers[k], 24);
+		} else if (k < done) {
+			struct mc_state_op_result r = mc_state_frame_result(&sw->w, k);
+
+			mc_state_reply_one(&sw->w, op, r.status, r.version, "failed (before a restart)",
+			    &results[k], numbers[k], 24);
+		} else if (op->kind == MCPCORE__STATE_OP__KIND__SUBSCRIBE ||
+		    op->kind == MCPCORE__STATE_OP__KIND__UNSUBSCRIBE) {
+			mc_state_subscribe(&sw->w, m->src, op->kind == MCPCORE__STATE_OP__KIND__SUBSCRIBE);
+			mc_state_reply_one(&sw->w, op, 0, sw->w.t->st_version, NULL, &results[k],
+			    numbers[k], 24);
+		} else {
+			mc_state_apply(&sw->w, op, now, k, &res);
+			mc_state_reply_one(&sw->w, op, res.status, res.version, res.error, &results[k],
+			    numbers[k], 24);
+			if (op->correlation_id && *op->correlation_id)
+				mc_log_debug("state_op", "{s:s, s:i, s:i, s:I}", "correlation_id",
+				    op->correlation_id, "kind", (int)op->kind, "status", (int)res.status,
+				    "version", (json_int_t)res.version);
+		}
+		rp[k] = &results[k];
+	}
+	mc_state_frame_end(&sw->w, m->src, m->desc.d_seq);
+	reply.n_results = n;
+	reply.results = rp;
+	rc = mc_proto_send(&wk->seg, &reply.base, 1ULL << m->src);
+	if (rc == -EPIPE) {
+		rc = 0;             /* the sender is gone: nobody to answer */
+	} else if (rc == 0) {
+		sw->replies++;
+	}
+out:
+	free(numbers);
+	free(rp);
+	free(results);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	return rc;
+}
+
+/* Fill one StateChange from table entry idx; false if it has nothing to say. */
+static bool mc_state_change(struct mc_state_writer *w, uint32_t idx, Mcpcore__StateChange *c)
+{
+	const struct mc_state_entry *e = &w->entries[idx & w->mask];
+	const uint8_t *blk;
+
+	if (!e->e_dirty || e->e_blob == 0 || e->e_state == MC_STATE_EMPTY)
+		return false;
+	blk = w->arena + e->e_blob;
+	mcpcore__state_change__init(c);
+	c->seq = e->e_version;
+	c->version = e->e_version;
+	c->mtime = e->e_mtime;
+	c->expires_at = e->e_expires;
+	c->ns.data = (uint8_t *)blk;
+	c->ns.len = e->e_nslen;
+	c->key.data = (uint8_t *)blk + e->e_nslen;
+	c->key.len = e->e_keylen;
+	if (e->e_state == MC_STATE_LIVE) {
+		c->op = MCPCORE__STATE_CHANGE__OP__PUT;
+		c->value.data = (uint8_t *)blk + e->e_nslen + e->e_keylen;
+		c->value.len = e->e_vlen;
+	} else {
+		c->op = e->e_flags & MC_STATE_F_EXPIRED ? MCPCORE__STATE_CHANGE__OP__EXPIRE :
+		    MCPCORE__STATE_CHANGE__OP__DELETE;
+	}
+	return true;
+}
+
+/* Subscribers that can still read; forget those that left. */
+static uint64_t mc_state_subscribers(struct mc_worker *wk, struct mc_state_worker *sw)
+{
+	uint64_t mask = sw->w.ctl->sc_subscribers, live = 0;
+
+	for (uint64_t m = mask; m; m &= m - 1) {
+		unsigned s = (unsigned)__builtin_ctzll(m);
+
+		if (s < wk->seg.hdr->sh_nslots &&
+		    ck_pr_load_32(&wk->seg.slots[s].sl_state) == MC_SLOT_ATTACHED)
+			live |= 1ULL << s;
+	}
+	if (live != mask)
+		ck_pr_store_64(&sw->w.ctl->sc_subscribers, live);
+	return live;
+}
+
+/*
+ * Send queued changes: to the persistence worker first (it must get them:
+ * on a full ring we stop and retry later), then to each subscriber (best
+ * effort: a subscriber that does not keep up misses batches, counted and
+ * logged, rather than holding up persistence).
+ */
+static void mc_state_feed_flush(struct mc_worker *wk, struct mc_state_worker *sw)
+{
+	static Mcpcore__StateChange changes[MC_FEED_BATCH];
+	Mcpcore__StateChange *ptrs[MC_FEED_BATCH];
+	uint64_t budget = wk->seg.hdr->sh_max_frame / 2;
+
+	while (mc_state_feed_pending(&sw->w) > 0) {
+		Mcpcore__StateChangeBatch batch = MCPCORE__STATE_CHANGE_BATCH__INIT;
+		uint64_t pending = mc_state_feed_pending(&sw->w), used = 0, bytes = 0, subs;
+		int rc;
+
+		while (used < pending && batch.n_changes < MC_FEED_BATCH) {
+			Mcpcore__StateChange *c = &changes[batch.n_changes];
+
+			if (mc_state_change(&sw->w, mc_state_feed_peek(&sw->w, used), c)) {
+				uint64_t sz = c->ns.len + c->key.len + c->value.len + 64;
+
+				if (batch.n_changes > 0 && bytes + sz > budget)
+					break;
+				bytes += sz;
+				ptrs[batch.n_changes++] = c;
+			}
+			used++;
+		}
+		batch.changes = ptrs;
+		if (batch.n_changes > 0) {
+			rc = mc_proto_send(&wk->seg, &batch.base, 1ULL << MC_WORKER_PERSISTENCE);
+			if (rc == -EAGAIN)
+				return;         /* persistence is behind: keep them queued */
+			if (rc == -EPIPE && !sw->persistence_gone_logged) {
+				sw->persistence_gone_logged = true;
+				mc_log_error("state_feed_unpersisted", "{s:s}", "message",
+				    "persistence worker failed: changes are not being persisted");
+			} else if (rc == 0) {
+				sw->persistence_gone_logged = false;
+				sw->feed_frames++;
+			}
+			subs = mc_state_subscribers(wk, sw);
+			for (uint64_t m = subs; m; m &= m - 1) {
+				unsigned s = (unsigned)__builtin_ctzll(m);
+
+				rc = mc_proto_send(&wk->seg, &batch.base, 1ULL << s);
+				if (rc != 0 && rc != -EPIPE) {
+					sw->feed_drops++;
+					mc_log_warn("state_feed_dropped", "{s:i, s:i, s:s}", "subscriber",
+					    (int)s, "changes", (int)batch.n_changes, "message",
+					    "subscriber's ring is full: it missed a feed batch");
+				}
+			}
+		}
+		mc_state_feed_sent(&sw->w, used);
+	}
+}
+
+static int mc_state_on_frame(struct mc_worker *wk, struct mc_msg *m, int *kept)
+{
+	struct mc_state_worker *sw = wk->ctx;
+	int rc;
+
+	*kept = 0;
+	if (m->frame->f_kind != MC_FK_STATE_REQUEST) {
+		mc_log_warn("state_unexpected_frame", "{s:i, s:i}", "src", (int)m->src, "kind",
+		    (int)m->frame->f_kind);
+		return -EPROTO;
+	}
+	rc = mc_state_request(wk, m);
+	mc_state_feed_flush(wk, sw);
+	return rc;
+}
+
+static void mc_state_on_tick(struct mc_worker *wk)
+{
+	struct mc_state_worker *sw = wk->ctx;
+
+	mc_state_sweep(&sw->w, mc_wall_ns(), MC_SWEEP_BUDGET);
+	mc_state_feed_flush(wk, sw);
+}
+
 int mc_state_main(struct mc_worker *w)
 {
+	struct mc_state_worker sw = { 0 };
+	char err[512];
+	int rc = mc_state_writer_open(&w->seg, &sw.w, err, sizeof(err));
+
+	if (rc) {
+		mc_log_error("state_open_failed", "{s:s}", "message", err);
+		return MC_CONFIG_EX;
+	}
+	w->ctx = &sw;
+	w->on_frame = mc_state_on_frame;
+	w->on_tick = mc_state_on_tick;
+	mc_state_feed_flush(w, &sw);
 	return mc_worker_run(w);
 }

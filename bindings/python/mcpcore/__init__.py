@@ -9,6 +9,12 @@
         pong = seg.ping("state")                    # a Control PONG from the worker
         ring = seg.open_ring("state", "producer")   # client<n>->state
         ring.send(mcpcore.MCPMessage(message_type="tools/list", payload=b"{}"))
+        seg.metrics.counter("learner_batches_total", "Batches trained").inc()
+        seg.metrics.histogram("learning_prediction_seconds", "Per prediction").observe(0.002)
+
+seg.metrics (mcpcore.metrics) registers and updates this process's metrics
+in its slot's block of shared memory; the monitor worker serves them to
+Prometheus.  mcpcore.jsonlog formats log lines as the C processes do.
 
 The segment is mapped at whatever address this process gets; everything
 in it is addressed by offsets, so nothing needs relocating.  Sending and
@@ -53,14 +59,25 @@ from ._mcpcore import (
 )
 from . import mcpcore_pb2
 from .mcpcore_pb2 import Control, LearningData, LearningModel, MCPMessage, TrainingData
+from . import jsonlog, metrics_pb2
+from .metrics import METRICS_REL_ERROR, Metrics
+from .metrics_pb2 import MetricsSnapshot
+from . import state_pb2
+from .state_pb2 import StateChangeBatch, StateOp, StateReply, StateRequest, StateResult
+from . import persist_pb2
+from .persist_pb2 import PersistReply, PersistRequest
 
 __all__ = [
     "attach", "Segment", "Ring", "Region", "Frame",
     "Error", "NoSegmentError", "AbiError", "NotRunningError", "NoSlotError",
-    "FullError", "PeerGoneError",
+    "FullError", "PeerGoneError", "StateError", "StateValue",
     "Control", "MCPMessage", "LearningData", "LearningModel", "TrainingData",
     "KIND_RAW", "KIND_CONTROL", "KIND_MCP", "KIND_LEARNING_DATA",
-    "KIND_LEARNING_MODEL", "KIND_TRAINING_DATA", "WORKERS", "mcpcore_pb2",
+    "KIND_LEARNING_MODEL", "KIND_TRAINING_DATA", "WORKERS", "mcpcore_pb2", "state_pb2",
+    "KIND_STATE_REQUEST", "KIND_STATE_REPLY", "KIND_STATE_CHANGES",
+    "Metrics", "MetricsSnapshot", "KIND_METRICS_SNAPSHOT", "METRICS_REL_ERROR", "jsonlog",
+    "Persist", "PersistError", "PersistRequest", "PersistReply", "persist_pb2",
+    "KIND_PERSIST_REQUEST", "KIND_PERSIST_REPLY",
 ]
 
 # Frame kinds (enum mc_frame_kind in proto/mc_proto.h).
@@ -74,7 +91,25 @@ KIND_TRAINING_DATA = _mcpcore.KIND_TRAINING_DATA
 #: Worker names in slot order (slot 1 is "state").
 WORKERS = _mcpcore.WORKERS
 
+# state manager (state.proto, proto/mc_proto.h)
+KIND_STATE_REQUEST = 10
+KIND_STATE_REPLY = 11
+KIND_STATE_CHANGES = 12
+
+# persistence worker (persist.proto, proto/mc_proto.h)
+KIND_PERSIST_REQUEST = _mcpcore.KIND_PERSIST_REQUEST
+KIND_PERSIST_REPLY = _mcpcore.KIND_PERSIST_REPLY
+
+#: The monitor's MetricsSnapshot frames (metrics.proto), to the persistence worker.
+KIND_METRICS_SNAPSHOT = _mcpcore.KIND_METRICS_SNAPSHOT
+
 _KIND_OF_TYPE = {
+    PersistRequest: KIND_PERSIST_REQUEST,
+    PersistReply: KIND_PERSIST_REPLY,
+    MetricsSnapshot: KIND_METRICS_SNAPSHOT,
+    StateRequest: KIND_STATE_REQUEST,
+    StateReply: KIND_STATE_REPLY,
+    StateChangeBatch: KIND_STATE_CHANGES,
     Control: KIND_CONTROL,
     MCPMessage: KIND_MCP,
     LearningData: KIND_LEARNING_DATA,
@@ -147,6 +182,9 @@ class Segment:
         self._rings = {}            # (name as asked, mode) -> Ring, for our current slot
         self._backlog = {}          # ring index -> deque of Frame set aside by ping()
         self._ping_lock = threading.Lock()
+        self.metrics = Metrics(self)    # this process's metrics block (mcpcore.metrics)
+        self.state = State(self)
+        self.persist = Persist(self)    # the persistence worker: durability, models, training
 
     # -- identity -----------------------------------------------------------
 
@@ -390,6 +428,311 @@ class Segment:
 
     def __repr__(self):
         return repr(self._seg)
+
+
+class StateError(Error):
+    """A state operation the state worker refused; .status names why
+    (StateResult.Status: TABLE_FULL, NOT_A_NUMBER, OVERFLOW, ...)."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+StateValue = collections.namedtuple("StateValue", "value version mtime_ns expires_ns")
+
+
+class State:
+    """The state manager of a Segment: seg.state.
+
+    Reads (get, scan, stats) go straight to the table in shared memory: no
+    lock, no syscall, no message; they need no client slot and work on a
+    read-only attach.  Writes (put, cas, delete, incr) are sent to the state
+    worker and return once it has applied them (acknowledged: they survive
+    a crash of the state worker); they claim a client slot on first use.
+
+    Namespaces, keys and values are bytes or str (UTF-8); values come back
+    as bytes.  Versions are integers that strictly increase with every
+    change of the instance.
+    """
+
+    _S = StateResult
+
+    def __init__(self, segment):
+        self._segment = segment
+        self._lock = threading.Lock()
+        self._next_id = int.from_bytes(os.urandom(6), "little") << 8
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, ns, key):
+        """StateValue(value, version, mtime_ns, expires_ns), or None."""
+        got = _mcpcore.state_get(self._segment._seg, ns, key)
+        return None if got is None else StateValue(*got)
+
+    def scan(self, ns, prefix=b""):
+        """[(key, value, version), ...] of namespace ns whose key starts with prefix."""
+        return _mcpcore.state_scan(self._segment._seg, ns, prefix)
+
+    def stats(self):
+        """Table and arena usage (capacity, live, tombstones, arena_*)."""
+        return _mcpcore.state_stats(self._segment._seg)
+
+    # -- writes --------------------------------------------------------------
+
+    @staticmethod
+    def _b(v, what):
+        if isinstance(v, str):
+            return v.encode()
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return bytes(v)
+        raise TypeError("%s must be bytes or str, not %s" % (what, type(v).__name__))
+
+    @staticmethod
+    def _ttl(ttl):
+        if ttl is None:
+            return 0
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise ValueError("ttl must be seconds > 0 or None, not %r" % (ttl,))
+        return max(1, int(ttl * 1000))
+
+    def _call(self, op, timeout):
+        """Send one op to the state worker and wait for its result."""
+        with self._lock:
+            self._next_id += 1
+            op.id = self._next_id
+            out = self._segment.open_ring("state", "producer")
+            back = self._segment.open_ring("state", "consumer")
+            out.send(StateRequest(ops=[op]))
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                got = self._segment._seg.recv(back.index, left) if left > 0 else None
+                if got is None:
+                    raise TimeoutError("the state worker did not answer within %g s" % timeout)
+                frame = Frame(*got)
+                if frame.kind == KIND_STATE_REPLY:
+                    for res in _decode(frame, back.name).results:
+                        if res.id == op.id:
+                            return res
+                    continue        # a reply to an earlier call that timed out
+                self._segment._backlog.setdefault(back.index, collections.deque()).append(frame)
+
+    def _check(self, res, what):
+        S = self._S
+        if res.status == S.OK:
+            return res
+        name = S.Status.Name(res.status)
+        if res.status == S.TOO_LARGE or res.status == S.BAD_REQUEST:
+            raise ValueError("%s: %s (%s)" % (what, res.error, name))
+        raise StateError(name, "%s: %s (%s)" % (what, res.error, name))
+
+    def put(self, ns, key, value, ttl=None, timeout=5.0):
+        """Set ns/key to value (expiring after ttl seconds); returns the new version."""
+        op = StateOp(kind=StateOp.PUT, ns=self._b(ns, "ns"), key=self._b(key, "key"),
+                     value=self._b(value, "value"), ttl_ms=self._ttl(ttl))
+        return self._check(self._call(op, timeout), "put").version
+
+    def cas(self, ns, key, expected_version, value, ttl=None, timeout=5.0):
+        """Set ns/key only if its version is expected_version (0: only if absent).
+
+        Returns (True, new_version) or (False, current_version)."""
+        if isinstance(expected_version, bool) or not isinstance(expected_version, int) \
+                or expected_version < 0:
+            raise ValueError("expected_version must be an int >= 0")
+        op = StateOp(kind=StateOp.CAS, ns=self._b(ns, "ns"), key=self._b(key, "key"),
+                     value=self._b(value, "value"), expected_version=expected_version,
+                     ttl_ms=self._ttl(ttl))
+        res = self._call(op, timeout)
+        if res.status == self._S.VERSION_MISMATCH:
+            return False, res.version
+        return True, self._check(res, "cas").version
+
+    def delete(self, ns, key, timeout=5.0):
+        """Delete ns/key; returns the deletion's version.  KeyError if absent."""
+        op = StateOp(kind=StateOp.DELETE, ns=self._b(ns, "ns"), key=self._b(key, "key"))
+        res = self._call(op, timeout)
+        if res.status == self._S.NOT_FOUND:
+            raise KeyError((ns, key))
+        return self._check(res, "delete").version
+
+    def incr(self, ns, key, delta=1, ttl=None, timeout=5.0):
+        """Add delta to a decimal int64 value (absent: 0); returns (value, version)."""
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise TypeError("delta must be an int")
+        op = StateOp(kind=StateOp.INCR, ns=self._b(ns, "ns"), key=self._b(key, "key"),
+                     delta=delta, ttl_ms=self._ttl(ttl))
+        res = self._check(self._call(op, timeout), "incr")
+        return int(res.value), res.version
+
+
+class PersistError(Error):
+    """A request the persistence worker could not serve; .status names why
+    (PersistReply.Status: NOT_FOUND, TOO_LARGE, UNAVAILABLE, FAILED, ...)."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class Persist:
+    """The persistence worker of a Segment: seg.persist.
+
+    Storing: send MCPMessage, TrainingData or LearningModel frames to the
+    worker (save(), or any ring to "persistence"); a frame is stored for
+    good -- it survives kill -9 of any process and a machine crash with
+    [persistence] sync = "batch" -- once durable_seq() of its sending slot
+    reaches its sequence number (what Ring.send returns).  wait_durable()
+    waits for that.
+
+    Reading: learners get models and training data through request frames
+    answered by the worker (no RocksDB in this process).  Models are
+    Git-like: each LearningModel version names its parent_versions;
+    versions() lists a model's history, model() reads one version (or the
+    latest), ancestors() walks the lineage breadth-first, nearest first.
+    Listings page through the store transparently.  Errors: PersistError
+    (with .status), TimeoutError when the worker does not answer.
+    """
+
+    _R = PersistReply
+
+    def __init__(self, segment):
+        self._segment = segment
+        self._lock = threading.Lock()
+        self._next_id = int.from_bytes(os.urandom(6), "little") << 8
+
+    # -- durability ----------------------------------------------------------
+
+    def _slot(self, slot):
+        if slot is None:
+            slot = self._segment.slot
+            if slot is None:
+                raise Error("this process holds no client slot yet: it has sent nothing")
+        return slot
+
+    def durable_seq(self, slot=None):
+        """Highest sequence number from `slot` (default: ours) durably stored."""
+        return _mcpcore.persist_durable_seq(self._segment._seg, self._slot(slot))
+
+    def wait_durable(self, seq, slot=None, timeout=10.0):
+        """Wait until frame `seq` of `slot` (default: ours) is durable.
+
+        TimeoutError after `timeout` seconds (the worker may be in a fault:
+        see status()), PeerGoneError if the worker has failed for good."""
+        if not _mcpcore.persist_wait_durable(self._segment._seg, self._slot(slot), seq,
+                                             float(timeout)):
+            st = self.status()
+            raise TimeoutError("seq %d not durable within %g s (persistence %s, fault: %s)"
+                               % (seq, timeout, st.get("state"), st.get("fault")))
+
+    def status(self):
+        """The "persistence" object of `mcpcore status --json`, as a dict."""
+        import json
+        return json.loads(_mcpcore.persist_status(self._segment._seg))
+
+    def save(self, msg, wait=True, timeout=10.0):
+        """Send one MCPMessage / TrainingData / LearningModel to the worker;
+        with wait, return only once it is durable.  Returns its seq."""
+        if not isinstance(msg, (MCPMessage, TrainingData, LearningModel)):
+            raise TypeError("save() stores MCPMessage, TrainingData or LearningModel, not %s"
+                            % type(msg).__name__)
+        seq = self._segment.open_ring("persistence", "producer").send(msg)
+        if wait:
+            self.wait_durable(seq, timeout=timeout)
+        return seq
+
+    # -- requests ------------------------------------------------------------
+
+    def _call(self, req, timeout):
+        """Send one PersistRequest and wait for its reply."""
+        with self._lock:
+            self._next_id += 1
+            req.id = self._next_id
+            out = self._segment.open_ring("persistence", "producer")
+            back = self._segment.open_ring("persistence", "consumer")
+            out.send(req)
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                got = self._segment._seg.recv(back.index, left) if left > 0 else None
+                if got is None:
+                    raise TimeoutError("the persistence worker did not answer within %g s"
+                                       % timeout)
+                frame = Frame(*got)
+                if frame.kind == KIND_PERSIST_REPLY:
+                    rep = _decode(frame, back.name)
+                    if rep.id == req.id:
+                        return rep
+                    continue        # a reply to an earlier call that timed out
+                self._segment._backlog.setdefault(back.index, collections.deque()).append(frame)
+
+    def _check(self, rep, what):
+        if rep.status == self._R.OK:
+            return rep
+        raise PersistError(self._R.Status.Name(rep.status), "%s: %s (%s)"
+                           % (what, rep.error, self._R.Status.Name(rep.status)))
+
+    def _list(self, req, cls, limit, timeout, what):
+        """Every record of a listing, following the cursor, at most `limit`."""
+        out = []
+        while True:
+            if limit is not None:
+                req.limit = min(limit - len(out), 1 << 20)
+            rep = self._check(self._call(req, timeout), what)
+            for data in rep.records:
+                msg = cls()
+                msg.ParseFromString(data)
+                out.append(msg)
+            if not rep.cursor or (limit is not None and len(out) >= limit):
+                return out
+            req.cursor = rep.cursor
+
+    def checkpoint(self, timeout=60.0):
+        """Ask for a RocksDB checkpoint now; returns its directory."""
+        rep = self._call(PersistRequest(op=PersistRequest.CHECKPOINT), timeout)
+        return self._check(rep, "checkpoint").checkpoint_path
+
+    def models(self, timeout=10.0):
+        """The latest version of every model (without model_data)."""
+        return self._list(PersistRequest(op=PersistRequest.MODEL_LIST), LearningModel, None,
+                          timeout, "models")
+
+    def versions(self, model_id, with_data=False, timeout=10.0):
+        """Every version of model_id, oldest first.  PersistError NOT_FOUND if none."""
+        return self._list(PersistRequest(op=PersistRequest.MODEL_VERSIONS, model_id=model_id,
+                                         with_data=with_data), LearningModel, None, timeout,
+                          "versions of %r" % model_id)
+
+    def model(self, model_id, version=None, timeout=10.0):
+        """One version of model_id (the latest when version is None), with its data.
+
+        KeyError when there is no such model or version."""
+        req = PersistRequest(op=PersistRequest.MODEL_GET, model_id=model_id,
+                             latest=version is None, version=version or 0)
+        rep = self._call(req, timeout)
+        if rep.status == self._R.NOT_FOUND:
+            raise KeyError((model_id, version))
+        self._check(rep, "model %r" % model_id)
+        msg = LearningModel()
+        msg.ParseFromString(rep.records[0])
+        return msg
+
+    def ancestors(self, model_id, version, with_data=False, limit=None, timeout=10.0):
+        """The ancestors of (model_id, version), breadth-first, nearest first."""
+        req = PersistRequest(op=PersistRequest.MODEL_ANCESTORS, model_id=model_id,
+                             version=version, with_data=with_data)
+        try:
+            return self._list(req, LearningModel, limit, timeout, "ancestors of %r" % model_id)
+        except PersistError as exc:
+            if exc.status == "NOT_FOUND":
+                raise KeyError((model_id, version)) from exc
+            raise
+
+    def training(self, since=0, limit=None, dataset=None, timeout=10.0):
+        """TrainingData stored at or after `since` (ns since the epoch), oldest
+        first, at most `limit`, only of `dataset` when given."""
+        req = PersistRequest(op=PersistRequest.TRAINING, since=since, dataset=dataset or "")
+        return self._list(req, TrainingData, limit, timeout, "training")
 
 
 class Ring:
