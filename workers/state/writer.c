@@ -363,6 +363,27 @@ static int64_t mc_sw_find(struct mc_state_writer *w, const ProtobufCBinaryData *
 	return -1;
 }
 
+void mc_state_prefetch(const struct mc_state_writer *w, Mcpcore__StateOp *const *ops, size_t n)
+{
+	uint64_t home[MC_STATE_MAX_OPS];
+
+	if (n > MC_STATE_MAX_OPS)
+		n = MC_STATE_MAX_OPS;
+	/* first the home slots of every key, then (they are arriving by now)
+	 * the key bytes of the entries found there */
+	for (size_t k = 0; k < n; k++) {
+		home[k] = mc_state_hash(ops[k]->ns.data, ops[k]->ns.len, ops[k]->key.data,
+		    ops[k]->key.len) & w->mask;
+		__builtin_prefetch(&w->entries[home[k]], 1);
+	}
+	for (size_t k = 0; k < n; k++) {
+		uint64_t blob = ck_pr_load_64(&w->entries[home[k]].e_blob);
+
+		if (blob != 0 && blob < w->t->st_arena_size)
+			__builtin_prefetch(w->arena + blob);
+	}
+}
+
 /*
  * Would one more entry overload the index?  Live entries may fill 7/8 of
  * it; tombstones that chains still need may take it to 15/16, so an empty
