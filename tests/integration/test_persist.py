@@ -257,11 +257,13 @@ rc=$?
 cp -a {mnt}/db {copy}
 exit $rc
 """
+    # its own process group, so a failed test can take the runtime down with it
     ns = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                          stdout=log, stderr=subprocess.STDOUT)
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rt = Runtime(tmp_path, config=cfg, instance=instance)
     rt.proc = ns
     rt.log_path = tmp_path / "run.log"
+    proc = None
     try:
         rt.wait_ready(timeout=30)
         sup = rt.status()["supervisor"]["pid"]
@@ -303,8 +305,11 @@ exit $rc
         assert doc["matching"] == n and doc["duplicates"] == 0 and doc["missing"] == 0, doc
     finally:
         if ns.poll() is None:
-            ns.kill()
+            os.killpg(ns.pid, signal.SIGKILL)
             ns.wait()
+        if proc is not None and proc.poll() is None:
+            proc.kill()         # the load helper of a failed test
+            proc.wait()
         log.close()
         if os.path.exists(f"/dev/shm/mcpcore.{instance}"):
             os.unlink(f"/dev/shm/mcpcore.{instance}")
