@@ -47,6 +47,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mc_config.h"
 #include "mc_seg.h"
@@ -170,6 +171,31 @@ const struct mc_state_table *mc_state_table(const struct mc_seg *seg);
 
 /* Hash of (namespace, key) as the table uses it. */
 uint64_t mc_state_hash(const void *ns, size_t nslen, const void *key, size_t klen);
+
+/*
+ * Are n bytes at a and b equal?  A pure function, for lookups: keys and
+ * namespaces are mostly short, and libc's memcmp is a call through the PLT
+ * per part, which for a few bytes costs more than the compare.  4..16
+ * bytes: two overlapping word loads each side (within bounds).
+ */
+static inline bool mc_state_bytes_eq(const void *pa, const void *pb, size_t n)
+{
+	const uint8_t *a = pa, *b = pb;
+	uint64_t x, y, u, v;
+	uint32_t p, q, r, t;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&x, a, 8), memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8), memcpy(&v, b + n - 8, 8);
+		return ((x ^ y) | (u ^ v)) == 0;
+	}
+	if (n >= 4 && n < 8) {
+		memcpy(&p, a, 4), memcpy(&q, b, 4);
+		memcpy(&r, a + n - 4, 4), memcpy(&t, b + n - 4, 4);
+		return ((p ^ q) | (r ^ t)) == 0;
+	}
+	return memcmp(a, b, n) == 0;
+}
 
 /* Arena size class of a block of `bytes`, and the block size of a class. */
 unsigned mc_state_class(uint64_t bytes);

@@ -229,7 +229,7 @@ again:
 			continue;       /* cannot happen with a sane writer */
 		}
 		blk = v.arena + e.e_blob;
-		if (memcmp(blk, ns, nslen) != 0 || memcmp(blk + nslen, key, klen) != 0) {
+		if (!mc_state_bytes_eq(blk, ns, nslen) || !mc_state_bytes_eq(blk + nslen, key, klen)) {
 			if (mc_state_changed(&v, i, seq))
 				goto again;
 			continue;

@@ -507,6 +507,24 @@ Test(state, fresh_table_geometry_and_nodev_before_writer)
 /* ------------------------------------------------------------------ */
 /* Round trips and bounds                                              */
 
+/* The short-compare helper against memcmp: every length up to 40, a
+ * difference at every position (the overlapping loads must see it). */
+Test(state, bytes_eq_agrees_with_memcmp_at_every_length_and_position)
+{
+	uint8_t a[48], b[48];
+
+	for (size_t n = 0; n <= 40; n++) {
+		for (size_t i = 0; i < n; i++)
+			a[i] = b[i] = (uint8_t)mix64(n * 64 + i);
+		cr_assert(mc_state_bytes_eq(a, b, n), "equal, length %zu", n);
+		for (size_t i = 0; i < n; i++) {
+			b[i] ^= 0x10;
+			cr_assert_not(mc_state_bytes_eq(a, b, n), "differs at %zu of %zu", i, n);
+			b[i] ^= 0x10;
+		}
+	}
+}
+
 Test(state, put_get_roundtrip_binary_empty_and_max)
 {
 	static uint8_t big[65536], bns[256], bkey[256];

@@ -323,8 +323,8 @@ static bool mc_sw_holds(const struct mc_state_writer *w, const struct mc_state_e
     const ProtobufCBinaryData *ns, const ProtobufCBinaryData *key, uint32_t tag)
 {
 	return e->e_blob != 0 && e->e_hash == tag && e->e_nslen == ns->len &&
-	    e->e_keylen == key->len && memcmp(w->arena + e->e_blob, ns->data, ns->len) == 0 &&
-	    memcmp(w->arena + e->e_blob + ns->len, key->data, key->len) == 0;
+	    e->e_keylen == key->len && mc_state_bytes_eq(w->arena + e->e_blob, ns->data, ns->len) &&
+	    mc_state_bytes_eq(w->arena + e->e_blob + ns->len, key->data, key->len);
 }
 
 /*
