@@ -56,9 +56,20 @@ const struct mc_state_table *mc_state_table(const struct mc_seg *seg)
 	return t;
 }
 
-uint64_t mc_state_hash(const void *ns, size_t nslen, const void *key, size_t klen)
+/*
+ * Always inlined into the lookup: left to itself, link-time optimisation
+ * stops inlining it once it has a few callers (the writer's prefetch), and
+ * a read then pays a call and loses the short-input fast paths of XXH3.
+ */
+static inline __attribute__((always_inline)) uint64_t mc_state_hash_inline(const void *ns,
+    size_t nslen, const void *key, size_t klen)
 {
 	return XXH3_64bits_withSeed(key, klen, XXH3_64bits(ns, nslen));
+}
+
+uint64_t mc_state_hash(const void *ns, size_t nslen, const void *key, size_t klen)
+{
+	return mc_state_hash_inline(ns, nslen, key, klen);
 }
 
 unsigned mc_state_class(uint64_t bytes)
@@ -209,7 +220,7 @@ int mc_state_get(const struct mc_seg *seg, const void *ns, size_t nslen,
 		return rc;
 	if (nslen == 0 || klen == 0 || nslen > v.t->st_max_key || klen > v.t->st_max_key)
 		return -EINVAL;
-	h = mc_state_hash(ns, nslen, key, klen);
+	h = mc_state_hash_inline(ns, nslen, key, klen);
 	tag = (uint32_t)(h >> 32);
 	for (uint64_t i = h & v.mask, n = 0; n <= v.mask; i = (i + 1) & v.mask, n++) {
 		struct mc_state_entry e;
