@@ -36,6 +36,7 @@
 #include "mc_layout.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -46,140 +47,6 @@
 
 #define UT_TAG "frame"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		close(p[1]);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-/* Normal end of a test: clean up ourselves and retire the guardian. */
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-static void ut_instance(char *buf, size_t len)
-{
-	snprintf(buf, len, "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
-}
-
-static pid_t ut_fork(void)
-{
-	pid_t parent = getpid(), p;
-
-	fflush(NULL);
-	p = fork();
-	cr_assert_neq(p, -1, "fork: %s", strerror(errno));
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-	}
-	return p;
-}
-
-static int ut_wait(pid_t p)
-{
-	int st;
-	pid_t r;
-
-	do
-		r = waitpid(p, &st, 0);
-	while (r < 0 && errno == EINTR);
-	cr_assert_eq(r, p, "waitpid(%d): %s", (int)p, strerror(errno));
-	return st;
-}
-
-static void ut_wait_ok(pid_t p, const char *what)
-{
-	int st = ut_wait(p);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: child %d %s %d", what, (int)p,
-	    WIFEXITED(st) ? "exited with" : "was killed by signal",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-}
-
-/* Reap cooperating children; when one fails, kill the rest and fail. */
-static void ut_wait_group(pid_t *pids, int n, const char *what)
-{
-	int left = n;
-
-	while (left > 0) {
-		int st, i;
-		pid_t r = waitpid(-1, &st, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		cr_assert_gt(r, 0, "waitpid: %s", strerror(errno));
-		for (i = 0; i < n && pids[i] != r; i++)
-			;
-		if (i == n)
-			continue;
-		pids[i] = -1;
-		left--;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			for (int k = 0; k < n; k++)
-				if (pids[k] > 0) {
-					kill(pids[k], SIGKILL);
-					waitpid(pids[k], NULL, 0);
-				}
-			cr_assert_fail("%s: child %d %s %d", what, (int)r,
-			    WIFEXITED(st) ? "exited with" : "was killed by signal",
-			    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-		}
-	}
-}
 
 static void kill_and_reap(pid_t c)
 {
@@ -189,16 +56,6 @@ static void kill_and_reap(pid_t c)
 	st = ut_wait(c);
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child %d did not die by SIGKILL", c);
 }
-
-#define CHK(cond, ...) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "[child %d] %s:%d: check failed: %s: ", (int)getpid(), \
-		    __FILE__, __LINE__, #cond); \
-		fprintf(stderr, __VA_ARGS__); \
-		fputc('\n', stderr); \
-		_exit(1); \
-	} \
-} while (0)
 
 static bool ut_put(int fd, uint64_t v)
 {
@@ -326,9 +183,9 @@ static void child_worker(struct mc_seg *s, unsigned slot)
 	char e[512];
 	int rc = mc_seg_attach(s, cfg.instance, false, e, sizeof(e));
 
-	CHK(rc == 0, "attach: %d %s", rc, e);
+	UT_CHK(rc == 0, "attach: %d %s", rc, e);
 	rc = mc_seg_claim_worker(s, slot);
-	CHK(rc == 0, "claim worker %u: %d", slot, rc);
+	UT_CHK(rc == 0, "claim worker %u: %d", slot, rc);
 }
 
 static uint32_t ring_of(unsigned src, unsigned dst)
@@ -339,26 +196,17 @@ static uint32_t ring_of(unsigned src, unsigned dst)
 	return (uint32_t)r;
 }
 
-/* Deterministic payload for a tag. */
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static void fill(uint8_t *p, uint32_t len, uint64_t tag)
 {
 	uint32_t i = 0;
 
 	for (; i + 8 <= len; i += 8) {
-		uint64_t w = mix64(tag * 0x100000001b3ull + i);
+		uint64_t w = ut_mix64(tag * 0x100000001b3ull + i);
 
 		memcpy(p + i, &w, 8);
 	}
 	if (i < len) {
-		uint64_t w = mix64(tag * 0x100000001b3ull + i);
+		uint64_t w = ut_mix64(tag * 0x100000001b3ull + i);
 
 		memcpy(p + i, &w, len - i);
 	}
@@ -369,13 +217,13 @@ static bool payload_ok(const uint8_t *p, uint32_t len, uint64_t tag)
 	uint32_t i = 0;
 
 	for (; i + 8 <= len; i += 8) {
-		uint64_t w = mix64(tag * 0x100000001b3ull + i);
+		uint64_t w = ut_mix64(tag * 0x100000001b3ull + i);
 
 		if (memcmp(p + i, &w, 8) != 0)
 			return false;
 	}
 	if (i < len) {
-		uint64_t w = mix64(tag * 0x100000001b3ull + i);
+		uint64_t w = ut_mix64(tag * 0x100000001b3ull + i);
 
 		return memcmp(p + i, &w, len - i) == 0;
 	}
@@ -447,7 +295,12 @@ static int child_recv(struct mc_seg *s, struct mc_msg *m)
 	return rc;
 }
 
-TestSuite(frame, .init = ut_guard_start, .fini = ut_fini, .timeout = 150);
+static void ut_init(void)
+{
+	ut_guard_start(UT_TAG);
+}
+
+TestSuite(frame, .init = ut_init, .fini = ut_fini, .timeout = 150);
 
 /* ------------------------------------------------------------------ */
 /* Send, receive, release                                              */
@@ -473,20 +326,20 @@ Test(frame, send_to_other_process)
 		chan_child(&ch);
 		child_worker(&s, X);
 		ut_put(ch.cp[1], 1);
-		CHK(child_recv(&s, &m) == 0, "nothing received");
-		CHK(m.frame->f_len == 1000, "f_len %u", m.frame->f_len);
-		CHK(m.frame->f_kind == 42, "f_kind %u", m.frame->f_kind);
-		CHK(m.frame->f_src == P, "f_src %u", m.frame->f_src);
-		CHK(m.src == P, "src %u", m.src);
-		CHK(m.frame->f_user == 99, "f_user %u", m.frame->f_user);
-		CHK(m.desc.d_seq == m.frame->f_seq, "desc seq");
-		CHK(m.frame->f_holders == BIT(X), "holders %#llx",
+		UT_CHK(child_recv(&s, &m) == 0, "nothing received");
+		UT_CHK(m.frame->f_len == 1000, "f_len %u", m.frame->f_len);
+		UT_CHK(m.frame->f_kind == 42, "f_kind %u", m.frame->f_kind);
+		UT_CHK(m.frame->f_src == P, "f_src %u", m.frame->f_src);
+		UT_CHK(m.src == P, "src %u", m.src);
+		UT_CHK(m.frame->f_user == 99, "f_user %u", m.frame->f_user);
+		UT_CHK(m.desc.d_seq == m.frame->f_seq, "desc seq");
+		UT_CHK(m.frame->f_holders == BIT(X), "holders %#llx",
 		    (unsigned long long)m.frame->f_holders);
-		CHK(payload_ok(m.frame->f_data, 1000, 99), "payload corrupt");
+		UT_CHK(payload_ok(m.frame->f_data, 1000, 99), "payload corrupt");
 		ut_put(ch.cp[1], m.frame->f_seq);
-		CHK(ut_get(ch.pc[0], &v, 60000), "go");
+		UT_CHK(ut_get(ch.pc[0], &v, 60000), "go");
 		mc_frame_release(&s, &m);
-		CHK(mc_recv(&s, &m) == -EAGAIN, "second frame out of nowhere");
+		UT_CHK(mc_recv(&s, &m) == -EAGAIN, "second frame out of nowhere");
 		mc_seg_detach(&s);
 		_exit(0);
 	}
@@ -705,7 +558,7 @@ Test(frame, reclaim_waits_for_oldest_holder)
 
 static uint32_t wrap_len(uint32_t i, uint32_t max)
 {
-	uint64_t h = mix64(i ^ 0xabcdef);
+	uint64_t h = ut_mix64(i ^ 0xabcdef);
 	uint32_t r = (uint32_t)(h % 1000), v = (uint32_t)(h >> 20);
 
 	if (r < 800)
@@ -725,7 +578,7 @@ static int wrap_producer(struct chan *ch)
 	max = (uint32_t)s.hdr->sh_max_frame;
 	psize = s.slots[P].sl_pool_size;
 	ut_put(ch->cp[1], 1);
-	CHK(ut_get(ch->pc[0], &v, 60000), "go");
+	UT_CHK(ut_get(ch->pc[0], &v, 60000), "go");
 	until = now_ns() + 120ull * 1000000000ull;
 	for (uint32_t i = 0; i < WRAP_N; i++) {
 		uint32_t len = wrap_len(i, max);
@@ -733,21 +586,21 @@ static int wrap_producer(struct chan *ch)
 		int e;
 
 		while ((f = mc_frame_alloc(&s, len, (uint16_t)(i % 7), &e)) == NULL) {
-			CHK(e == -EAGAIN, "alloc %u: %d", i, e);
-			CHK(now_ns() < until, "producer starved at %u", i);
+			UT_CHK(e == -EAGAIN, "alloc %u: %d", i, e);
+			UT_CHK(now_ns() < until, "producer starved at %u", i);
 			sched_yield();
 		}
 		f->f_user = i;
 		fill(f->f_data, len, i);
 		while ((e = mc_frame_send(&s, f, BIT(X))) == -EAGAIN) {
-			CHK(now_ns() < until, "ring full forever at %u", i);
+			UT_CHK(now_ns() < until, "ring full forever at %u", i);
 			sched_yield();
 		}
-		CHK(e == 0, "send %u: %d", i, e);
+		UT_CHK(e == 0, "send %u: %d", i, e);
 		if ((i & 1023) == 0) {
 			const struct mc_slot *sl = &s.slots[P];
 
-			CHK(sl->sl_pool_tail <= sl->sl_pool_published &&
+			UT_CHK(sl->sl_pool_tail <= sl->sl_pool_published &&
 			    sl->sl_pool_published <= sl->sl_pool_head &&
 			    sl->sl_pool_head - sl->sl_pool_tail <= psize,
 			    "pool cursors out of order: tail %llu published %llu head %llu",
@@ -758,11 +611,11 @@ static int wrap_producer(struct chan *ch)
 	}
 	/* everything comes back once the consumer has let go */
 	while (mc_frame_pool_used(&s, P) != 0) {
-		CHK(now_ns() < until, "pool never drained: %llu bytes",
+		UT_CHK(now_ns() < until, "pool never drained: %llu bytes",
 		    (unsigned long long)mc_frame_pool_used(&s, P));
 		sched_yield();
 	}
-	CHK(s.slots[P].sl_pool_head > 20 * psize, "pool wrapped only %llu times",
+	UT_CHK(s.slots[P].sl_pool_head > 20 * psize, "pool wrapped only %llu times",
 	    (unsigned long long)(s.slots[P].sl_pool_head / psize));
 	mc_seg_detach(&s);
 	return 0;
@@ -780,7 +633,7 @@ static int wrap_consumer(struct chan *ch)
 	max = (uint32_t)s.hdr->sh_max_frame;
 	psize = s.slots[P].sl_pool_size;
 	ut_put(ch->cp[1], 1);
-	CHK(ut_get(ch->pc[0], &v, 60000), "go");
+	UT_CHK(ut_get(ch->pc[0], &v, 60000), "go");
 	until = now_ns() + 120ull * 1000000000ull;
 	for (uint32_t i = 0; i < WRAP_N;) {
 		struct mc_msg *m = &held[nheld];
@@ -790,30 +643,30 @@ static int wrap_consumer(struct chan *ch)
 			const struct mc_frame *f = m->frame;
 			uint32_t len = wrap_len(i, max);
 
-			CHK(f->f_user == i, "frame %u arrived as %u", i, f->f_user);
-			CHK(f->f_len == len, "frame %u: f_len %u, expected %u", i, f->f_len, len);
-			CHK(f->f_kind == i % 7, "frame %u: kind %u", i, f->f_kind);
-			CHK(f->f_src == P && m->src == P, "frame %u: source", i);
-			CHK(last_seq == 0 || f->f_seq == last_seq + 1, "frame %u: seq %llu after %llu", i,
+			UT_CHK(f->f_user == i, "frame %u arrived as %u", i, f->f_user);
+			UT_CHK(f->f_len == len, "frame %u: f_len %u, expected %u", i, f->f_len, len);
+			UT_CHK(f->f_kind == i % 7, "frame %u: kind %u", i, f->f_kind);
+			UT_CHK(f->f_src == P && m->src == P, "frame %u: source", i);
+			UT_CHK(last_seq == 0 || f->f_seq == last_seq + 1, "frame %u: seq %llu after %llu", i,
 			    (unsigned long long)f->f_seq, (unsigned long long)last_seq);
-			CHK(m->desc.d_seq == f->f_seq, "frame %u: descriptor seq", i);
+			UT_CHK(m->desc.d_seq == f->f_seq, "frame %u: descriptor seq", i);
 			{
 				uint64_t at = m->desc.d_off - s.slots[P].sl_pool_off;
 
-				CHK(m->desc.d_off >= s.slots[P].sl_pool_off && at < psize,
+				UT_CHK(m->desc.d_off >= s.slots[P].sl_pool_off && at < psize,
 				    "frame %u outside its pool", i);
-				CHK(at % MC_FRAME_ALIGN == 0 && f->f_size % MC_FRAME_ALIGN == 0,
+				UT_CHK(at % MC_FRAME_ALIGN == 0 && f->f_size % MC_FRAME_ALIGN == 0,
 				    "frame %u misaligned: at %llu size %u", i, (unsigned long long)at,
 				    f->f_size);
-				CHK(at + f->f_size <= psize, "frame %u wraps the pool end", i);
+				UT_CHK(at + f->f_size <= psize, "frame %u wraps the pool end", i);
 			}
-			CHK(payload_ok(f->f_data, len, i), "frame %u (%u bytes): payload corrupt", i,
+			UT_CHK(payload_ok(f->f_data, len, i), "frame %u (%u bytes): payload corrupt", i,
 			    len);
 			last_seq = f->f_seq;
 			i++;
 			nheld++;
 		} else {
-			CHK(rc == -EAGAIN, "recv: %d", rc);
+			UT_CHK(rc == -EAGAIN, "recv: %d", rc);
 		}
 		if (nheld == batch || (rc == -EAGAIN && nheld > 0)) {
 			/* let go in a shuffled order */
@@ -829,7 +682,7 @@ static int wrap_consumer(struct chan *ch)
 			batch = 1 + (rng >> 16) % 16;
 		}
 		if (rc == -EAGAIN) {
-			CHK(now_ns() < until, "consumer starved at %u", i);
+			UT_CHK(now_ns() < until, "consumer starved at %u", i);
 			mc_ring_wait(&s, 20000, 100 * 1000000ull);
 		}
 	}
@@ -838,7 +691,7 @@ static int wrap_consumer(struct chan *ch)
 	{
 		struct mc_msg m;
 
-		CHK(mc_recv(&s, &m) == -EAGAIN, "frame after the last one");
+		UT_CHK(mc_recv(&s, &m) == -EAGAIN, "frame after the last one");
 	}
 	mc_seg_detach(&s);
 	return 0;
@@ -1076,22 +929,22 @@ Test(frame, forward_across_processes)
 			child_worker(&s, slots[i]);
 			ut_put(ch[i].cp[1], 1);
 			for (uint32_t n = 0; n < 1000; n++) {
-				CHK(child_recv(&s, &m) == 0, "frame %u never came", n);
-				CHK(m.frame->f_user == n, "got %u, expected %u", m.frame->f_user, n);
-				CHK(payload_ok(m.frame->f_data, m.frame->f_len, n), "payload %u", n);
-				CHK(m.frame->f_src == P, "f_src");
-				CHK(m.src == (i == 0 ? P : M), "ring source %u", m.src);
+				UT_CHK(child_recv(&s, &m) == 0, "frame %u never came", n);
+				UT_CHK(m.frame->f_user == n, "got %u, expected %u", m.frame->f_user, n);
+				UT_CHK(payload_ok(m.frame->f_data, m.frame->f_len, n), "payload %u", n);
+				UT_CHK(m.frame->f_src == P, "f_src");
+				UT_CHK(m.src == (i == 0 ? P : M), "ring source %u", m.src);
 				if (i == 0) {
 					int rc;
 
 					while ((rc = mc_frame_forward(&s, &m, BIT(X) | BIT(Y))) == -EAGAIN)
 						sched_yield();
-					CHK(rc == 0, "forward: %d", rc);
+					UT_CHK(rc == 0, "forward: %d", rc);
 				}
 				mc_frame_release(&s, &m);
 			}
-			CHK(ut_get(ch[i].pc[0], &v, 60000), "done");
-			CHK(mc_recv(&s, &m) == -EAGAIN, "extra frame");
+			UT_CHK(ut_get(ch[i].pc[0], &v, 60000), "done");
+			UT_CHK(mc_recv(&s, &m) == -EAGAIN, "extra frame");
 			mc_seg_detach(&s);
 			_exit(0);
 		}
@@ -1308,8 +1161,8 @@ Test(frame, consumer_crash_redelivers_unreleased)
 		chan_child(&ch);
 		child_worker(&s, X);
 		for (int i = 0; i < 3; i++) {
-			CHK(child_recv(&s, &m[i]) == 0, "recv %d", i);
-			CHK(m[i].frame->f_user == (uint32_t)i + 1, "got %u", m[i].frame->f_user);
+			UT_CHK(child_recv(&s, &m[i]) == 0, "recv %d", i);
+			UT_CHK(m[i].frame->f_user == (uint32_t)i + 1, "got %u", m[i].frame->f_user);
 		}
 		mc_frame_release(&s, &m[1]);            /* finished frame 2 only */
 		ut_put(ch.cp[1], 1);
@@ -1337,8 +1190,8 @@ Test(frame, consumer_crash_redelivers_unreleased)
 
 			if (rc == -EAGAIN)
 				break;
-			CHK(rc == 0, "recv: %d", rc);
-			CHK(payload_ok(m.frame->f_data, m.frame->f_len, m.frame->f_user),
+			UT_CHK(rc == 0, "recv: %d", rc);
+			UT_CHK(payload_ok(m.frame->f_data, m.frame->f_len, m.frame->f_user),
 			    "payload of %u", m.frame->f_user);
 			ut_put(ch.cp[1], m.frame->f_seq);
 			mc_frame_release(&s, &m);
@@ -1379,7 +1232,7 @@ static void producer_dies_midway(uint64_t mask, uint64_t put_mask, uint32_t tag)
 
 		child_worker(&s, P);
 		f = mc_frame_alloc(&s, 500, 11, &e);
-		CHK(f != NULL, "alloc: %d", e);
+		UT_CHK(f != NULL, "alloc: %d", e);
 		f->f_user = tag;
 		fill(f->f_data, 500, tag);
 		if (mask)
@@ -1388,8 +1241,8 @@ static void producer_dies_midway(uint64_t mask, uint64_t put_mask, uint32_t tag)
 			struct mc_desc d = desc_of(&s, f);
 			int r = mc_ring_index(&s, P, (unsigned)__builtin_ctzll(m));
 
-			CHK(r >= 0, "ring");
-			CHK(mc_ring_put(&s, (uint32_t)r, &d) == 0, "put");
+			UT_CHK(r >= 0, "ring");
+			UT_CHK(mc_ring_put(&s, (uint32_t)r, &d) == 0, "put");
 		}
 		_exit(0);       /* dies before the last put and before publishing */
 	}
@@ -1406,7 +1259,7 @@ static void producer_restarts(void)
 
 		child_worker(&s, P);
 		/* recovery is idempotent: running it again puts nothing more */
-		CHK(mc_frame_recover(&s, P) == 0, "recover");
+		UT_CHK(mc_frame_recover(&s, P) == 0, "recover");
 		mc_seg_detach(&s);
 		_exit(0);
 	}
@@ -1552,8 +1405,8 @@ Test(frame, forwarder_crash_recovered)
 
 		chan_child(&ch);
 		child_worker(&s, M);
-		CHK(child_recv(&s, &m) == 0, "recv");
-		CHK(mc_frame_forward(&s, &m, BIT(X)) == 0, "forward");
+		UT_CHK(child_recv(&s, &m) == 0, "recv");
+		UT_CHK(mc_frame_forward(&s, &m, BIT(X)) == 0, "forward");
 		ut_put(ch.cp[1], 1);
 		ut_get(ch.pc[0], &v, 60000);
 		for (;;)
@@ -1573,11 +1426,11 @@ Test(frame, forwarder_crash_recovered)
 		struct mc_seg s;
 
 		child_worker(&s, M);
-		CHK(mc_recv(&s, &m) == 0, "forwarder's frame not replayed");
-		CHK(m.frame->f_user == 55, "tag %u", m.frame->f_user);
-		CHK(mc_frame_forward(&s, &m, BIT(X) | BIT(Y)) == 0, "forward again");
+		UT_CHK(mc_recv(&s, &m) == 0, "forwarder's frame not replayed");
+		UT_CHK(m.frame->f_user == 55, "tag %u", m.frame->f_user);
+		UT_CHK(mc_frame_forward(&s, &m, BIT(X) | BIT(Y)) == 0, "forward again");
 		mc_frame_release(&s, &m);
-		CHK(mc_recv(&s, &m) == -EAGAIN, "extra frame");
+		UT_CHK(mc_recv(&s, &m) == -EAGAIN, "extra frame");
 		mc_seg_detach(&s);
 		_exit(0);
 	}

@@ -30,6 +30,7 @@
 #include "mc_proto.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -40,73 +41,6 @@
 
 #define UT_TAG "proto"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		close(p[1]);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-/* Normal end of a test: clean up ourselves and retire the guardian. */
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-static void ut_instance(char *buf, size_t len)
-{
-	snprintf(buf, len, "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
-}
 
 /* ------------------------------------------------------------------ */
 /* Fixture: a segment, a sender in STATE, receivers in ROUTER and MONITOR */
@@ -134,7 +68,7 @@ static void up(void)
 	pid_t swept;
 	int rc;
 
-	ut_guard_start();
+	ut_guard_start(UT_TAG);
 	rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err));
 	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
 	ut_instance(cfg.instance, sizeof(cfg.instance));

@@ -36,6 +36,7 @@
 #include "mc_layout.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -46,154 +47,6 @@
 
 #define UT_TAG "ring"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		close(p[1]);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-/* Normal end of a test: clean up ourselves and retire the guardian. */
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-static void ut_instance(char *buf, size_t len)
-{
-	snprintf(buf, len, "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
-}
-
-static pid_t ut_fork(void)
-{
-	pid_t parent = getpid(), p;
-
-	fflush(NULL);
-	p = fork();
-	cr_assert_neq(p, -1, "fork: %s", strerror(errno));
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-	}
-	return p;
-}
-
-static int ut_wait(pid_t p)
-{
-	int st;
-	pid_t r;
-
-	do
-		r = waitpid(p, &st, 0);
-	while (r < 0 && errno == EINTR);
-	cr_assert_eq(r, p, "waitpid(%d): %s", (int)p, strerror(errno));
-	return st;
-}
-
-static void ut_wait_ok(pid_t p, const char *what)
-{
-	int st = ut_wait(p);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: child %d %s %d", what, (int)p,
-	    WIFEXITED(st) ? "exited with" : "was killed by signal",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-}
-
-/*
- * Reap children that work together: as soon as one fails, kill the others
- * (they would wait forever for it) and fail.  Only our own children are
- * alive here besides the guardian, which outlives us.
- */
-static void ut_wait_group(pid_t *pids, int n, const char *what)
-{
-	int left = n;
-
-	while (left > 0) {
-		int st, i;
-		pid_t r = waitpid(-1, &st, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		cr_assert_gt(r, 0, "waitpid: %s", strerror(errno));
-		for (i = 0; i < n && pids[i] != r; i++)
-			;
-		if (i == n)
-			continue;
-		pids[i] = -1;
-		left--;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			for (int k = 0; k < n; k++)
-				if (pids[k] > 0) {
-					kill(pids[k], SIGKILL);
-					waitpid(pids[k], NULL, 0);
-				}
-			cr_assert_fail("%s: child %d %s %d", what, (int)r,
-			    WIFEXITED(st) ? "exited with" : "was killed by signal",
-			    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-		}
-	}
-}
-
-#define CHK(cond, ...) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "[child %d] %s:%d: check failed: %s: ", (int)getpid(), \
-		    __FILE__, __LINE__, #cond); \
-		fprintf(stderr, __VA_ARGS__); \
-		fputc('\n', stderr); \
-		_exit(1); \
-	} \
-} while (0)
 
 static bool ut_put(int fd, uint64_t v)
 {
@@ -315,9 +168,9 @@ static void child_worker(struct mc_seg *s, unsigned slot)
 	char e[512];
 	int rc = mc_seg_attach(s, cfg.instance, false, e, sizeof(e));
 
-	CHK(rc == 0, "attach: %d %s", rc, e);
+	UT_CHK(rc == 0, "attach: %d %s", rc, e);
 	rc = mc_seg_claim_worker(s, slot);
-	CHK(rc == 0, "claim worker %u: %d", slot, rc);
+	UT_CHK(rc == 0, "claim worker %u: %d", slot, rc);
 }
 
 static struct mc_desc D(uint64_t seq)
@@ -345,7 +198,12 @@ static void take_expect(struct mc_seg *c, uint64_t seq)
 	cr_assert_eq(d.d_off, D(seq).d_off);
 }
 
-TestSuite(ring, .init = ut_guard_start, .fini = ut_fini, .timeout = 120);
+static void ut_init(void)
+{
+	ut_guard_start(UT_TAG);
+}
+
+TestSuite(ring, .init = ut_init, .fini = ut_fini, .timeout = 120);
 
 /* ------------------------------------------------------------------ */
 
@@ -363,7 +221,7 @@ static int stream_producer(struct chan *ch)
 
 	child_worker(&s, PROD);
 	ut_put(ch->cp[1], 1);
-	CHK(ut_get(ch->pc[0], &v, 60000), "go");
+	UT_CHK(ut_get(ch->pc[0], &v, 60000), "go");
 	uint64_t deadline = now_ns() + 100ull * 1000000000ull;
 
 	for (uint64_t i = 1; i <= STREAM_N; i++) {
@@ -372,7 +230,7 @@ static int stream_producer(struct chan *ch)
 		while (mc_ring_put(&s, ring, &d) == -EAGAIN) {
 			mc_ring_notify(&s, CONS);
 			sched_yield();
-			CHK(now_ns() < deadline, "producer stuck at %llu", (unsigned long long)i);
+			UT_CHK(now_ns() < deadline, "producer stuck at %llu", (unsigned long long)i);
 		}
 		if ((i & 63) == 0)
 			mc_ring_notify(&s, CONS);
@@ -392,14 +250,14 @@ static int stream_consumer(struct chan *ch)
 
 	child_worker(&s, CONS);
 	ut_put(ch->cp[1], 1);
-	CHK(ut_get(ch->pc[0], &v, 60000), "go");
+	UT_CHK(ut_get(ch->pc[0], &v, 60000), "go");
 	deadline = now_ns() + 100ull * 1000000000ull;
 	while (expect <= STREAM_N) {
 		rc = mc_ring_take(&s, ring, &d);
 		if (rc == 0) {
-			CHK(d.d_seq == expect, "took %llu, expected %llu (lost or reordered)",
+			UT_CHK(d.d_seq == expect, "took %llu, expected %llu (lost or reordered)",
 			    (unsigned long long)d.d_seq, (unsigned long long)expect);
-			CHK(d.d_off == D(expect).d_off, "torn descriptor at %llu",
+			UT_CHK(d.d_off == D(expect).d_off, "torn descriptor at %llu",
 			    (unsigned long long)expect);
 			expect++;
 			if (++since_commit >= 97 + (expect & 511)) {
@@ -408,18 +266,18 @@ static int stream_consumer(struct chan *ch)
 			}
 			continue;
 		}
-		CHK(rc == -EAGAIN, "take gave %d at %llu", rc, (unsigned long long)expect);
+		UT_CHK(rc == -EAGAIN, "take gave %d at %llu", rc, (unsigned long long)expect);
 		mc_ring_commit(&s, ring);
 		since_commit = 0;
-		CHK(now_ns() < deadline, "consumer timed out at %llu", (unsigned long long)expect);
+		UT_CHK(now_ns() < deadline, "consumer timed out at %llu", (unsigned long long)expect);
 		mc_ring_wait(&s, 20000, 200 * 1000000ull);
 	}
 	mc_ring_commit(&s, ring);
 	/* nothing beyond the last one: no duplicate at the tail */
-	CHK(mc_ring_take(&s, ring, &d) == -EAGAIN, "extra entry %llu after the stream",
+	UT_CHK(mc_ring_take(&s, ring, &d) == -EAGAIN, "extra entry %llu after the stream",
 	    (unsigned long long)d.d_seq);
-	CHK(mc_ring_depth(&s, ring) == 0, "depth %u", mc_ring_depth(&s, ring));
-	CHK(!mc_ring_pending(&s), "pending after the stream");
+	UT_CHK(mc_ring_depth(&s, ring) == 0, "depth %u", mc_ring_depth(&s, ring));
+	UT_CHK(!mc_ring_pending(&s), "pending after the stream");
 	mc_seg_detach(&s);
 	return 0;
 }
@@ -595,8 +453,8 @@ static int taker_then_die(struct chan *ch, unsigned commit_first, unsigned n)
 	for (unsigned i = 0; i < commit_first + n; i++) {
 		int rc = mc_ring_take(&s, ring, &d);
 
-		CHK(rc == 0, "take %u: %d", i, rc);
-		CHK(d.d_seq == i + 1, "took %llu at %u", (unsigned long long)d.d_seq, i);
+		UT_CHK(rc == 0, "take %u: %d", i, rc);
+		UT_CHK(d.d_seq == i + 1, "took %llu at %u", (unsigned long long)d.d_seq, i);
 		if (i + 1 == commit_first)
 			mc_ring_commit(&s, ring);
 	}
@@ -614,15 +472,15 @@ static int taker_expect(unsigned from, unsigned to, bool commit)
 	int rc;
 
 	child_worker(&s, CONS);
-	CHK(from == to || mc_ring_pending(&s), "replay window not pending after restart");
+	UT_CHK(from == to || mc_ring_pending(&s), "replay window not pending after restart");
 	for (unsigned i = from; i < to; i++) {
 		rc = mc_ring_take(&s, ring, &d);
-		CHK(rc == 0, "take of %u: %d", i, rc);
-		CHK(d.d_seq == i, "took %llu, expected %u", (unsigned long long)d.d_seq, i);
-		CHK(d.d_off == D(i).d_off, "replayed descriptor differs at %u", i);
+		UT_CHK(rc == 0, "take of %u: %d", i, rc);
+		UT_CHK(d.d_seq == i, "took %llu, expected %u", (unsigned long long)d.d_seq, i);
+		UT_CHK(d.d_off == D(i).d_off, "replayed descriptor differs at %u", i);
 	}
 	rc = mc_ring_take(&s, ring, &d);
-	CHK(rc == -EAGAIN, "extra take after %u: rc %d seq %llu", to, rc,
+	UT_CHK(rc == -EAGAIN, "extra take after %u: rc %d seq %llu", to, rc,
 	    (unsigned long long)d.d_seq);
 	if (commit)
 		mc_ring_commit(&s, ring);
@@ -837,14 +695,14 @@ Test(ring, wait_woken_by_notify_from_other_process)
 
 		chan_child(&ch);
 		child_worker(&s, CONS);
-		CHK(!mc_ring_pending(&s), "pending before anything was put");
+		UT_CHK(!mc_ring_pending(&s), "pending before anything was put");
 		ut_put(ch.cp[1], 1);
 		ok = mc_ring_wait(&s, 0, 10ull * 1000000000ull);
 		ut_put(ch.cp[1], now_ns());
 		ut_put(ch.cp[1], ok);
-		CHK(ok, "mc_ring_wait returned false");
-		CHK(mc_ring_take(&s, ring, &got) == 0, "nothing to take after the wake-up");
-		CHK(got.d_seq == 777, "took %llu", (unsigned long long)got.d_seq);
+		UT_CHK(ok, "mc_ring_wait returned false");
+		UT_CHK(mc_ring_take(&s, ring, &got) == 0, "nothing to take after the wake-up");
+		UT_CHK(got.d_seq == 777, "took %llu", (unsigned long long)got.d_seq);
 		mc_ring_commit(&s, ring);
 		mc_seg_detach(&s);
 		_exit(0);
@@ -894,7 +752,7 @@ Test(ring, wait_woken_soon_after_sleeping)
 		ut_put(ch.cp[1], 1);
 		ok = mc_ring_wait(&s, 0, 10ull * 1000000000ull);
 		ut_put(ch.cp[1], now_ns());
-		CHK(ok, "mc_ring_wait returned false");
+		UT_CHK(ok, "mc_ring_wait returned false");
 		mc_seg_detach(&s);
 		_exit(0);
 	}
@@ -980,22 +838,22 @@ static int pinger(struct chan *ch, unsigned me, unsigned peer, bool first)
 	out = (uint32_t)mc_ring_index(&s, me, peer);
 	in = (uint32_t)mc_ring_index(&s, peer, me);
 	ut_put(ch->cp[1], 1);
-	CHK(ut_get(ch->pc[0], &v, 60000), "go");
+	UT_CHK(ut_get(ch->pc[0], &v, 60000), "go");
 	for (uint64_t i = 1; i <= PINGS; i++) {
 		struct mc_desc d = D(i), got;
 
 		if (first) {
-			CHK(mc_ring_put(&s, out, &d) == 0, "put %llu", (unsigned long long)i);
+			UT_CHK(mc_ring_put(&s, out, &d) == 0, "put %llu", (unsigned long long)i);
 			mc_ring_notify(&s, peer);
 		}
 		while (mc_ring_take(&s, in, &got) == -EAGAIN)
-			CHK(mc_ring_wait(&s, 0, 5ull * 1000000000ull),
+			UT_CHK(mc_ring_wait(&s, 0, 5ull * 1000000000ull),
 			    "round %llu: wait timed out (lost wake-up)", (unsigned long long)i);
-		CHK(got.d_seq == i, "round %llu: got %llu", (unsigned long long)i,
+		UT_CHK(got.d_seq == i, "round %llu: got %llu", (unsigned long long)i,
 		    (unsigned long long)got.d_seq);
 		mc_ring_commit(&s, in);
 		if (!first) {
-			CHK(mc_ring_put(&s, out, &got) == 0, "echo %llu", (unsigned long long)i);
+			UT_CHK(mc_ring_put(&s, out, &got) == 0, "echo %llu", (unsigned long long)i);
 			mc_ring_notify(&s, peer);
 		}
 	}

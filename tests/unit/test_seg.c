@@ -36,6 +36,7 @@
 #include "mc_layout.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -46,130 +47,8 @@
 
 #define UT_TAG "seg"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-/* Remove every /dev/shm object of test process `pid`. */
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-/*
- * A child that outlives nothing: it blocks on a pipe whose write end only
- * the test process (and its children) hold, and cleans /dev/shm when the
- * last of them is gone, however they died.
- */
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		close(p[1]);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-/* Normal end of a test: clean up ourselves and retire the guardian. */
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-/* A fresh instance name for this test process. */
-static void ut_instance(char *buf, size_t len)
-{
-	snprintf(buf, len, "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
-}
-
-/* fork() whose child dies with us. */
-static pid_t ut_fork(void)
-{
-	pid_t parent = getpid(), p;
-
-	fflush(NULL);
-	p = fork();
-	cr_assert_neq(p, -1, "fork: %s", strerror(errno));
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-	}
-	return p;
-}
-
-static int ut_wait(pid_t p)
-{
-	int st;
-	pid_t r;
-
-	do
-		r = waitpid(p, &st, 0);
-	while (r < 0 && errno == EINTR);
-	cr_assert_eq(r, p, "waitpid(%d): %s", (int)p, strerror(errno));
-	return st;
-}
-
-/* Reap child p and assert it exited 0. */
-static void ut_wait_ok(pid_t p, const char *what)
-{
-	int st = ut_wait(p);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: child %d %s %d", what, (int)p,
-	    WIFEXITED(st) ? "exited with" : "was killed by signal",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-}
 
 /* In children: report a failed check on stderr and exit 1. */
-#define CHK(cond, ...) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "[child %d] %s:%d: check failed: %s: ", (int)getpid(), \
-		    __FILE__, __LINE__, #cond); \
-		fprintf(stderr, __VA_ARGS__); \
-		fputc('\n', stderr); \
-		_exit(1); \
-	} \
-} while (0)
-
 /* Pipes: one u64 at a time, with a timeout so a dead peer fails the test. */
 static bool ut_put(int fd, uint64_t v)
 {
@@ -283,7 +162,12 @@ static void up(void)
 	ck_pr_store_32(&sup.hdr->sh_state, MC_SEG_READY);
 }
 
-TestSuite(seg, .init = ut_guard_start, .fini = ut_fini, .timeout = 120);
+static void ut_init(void)
+{
+	ut_guard_start(UT_TAG);
+}
+
+TestSuite(seg, .init = ut_init, .fini = ut_fini, .timeout = 120);
 
 /* ------------------------------------------------------------------ */
 /* Creation                                                            */
@@ -409,9 +293,9 @@ Test(seg, second_create_refused_while_first_alive)
 		char pidtxt[32];
 		int rc = mc_seg_create(&again, &cfg, &lay, &swept, e, sizeof(e));
 
-		CHK(rc == -MC_E_RUNNING, "second create gave %d (%s)", rc, e);
+		UT_CHK(rc == -MC_E_RUNNING, "second create gave %d (%s)", rc, e);
 		snprintf(pidtxt, sizeof(pidtxt), "%d", (int)getppid());
-		CHK(strstr(e, pidtxt) != NULL, "message does not name supervisor pid %s: %s",
+		UT_CHK(strstr(e, pidtxt) != NULL, "message does not name supervisor pid %s: %s",
 		    pidtxt, e);
 		_exit(0);
 	}
@@ -465,7 +349,7 @@ Test(seg, dead_creator_is_swept)
 
 		chan_child(&ch);
 		rc = mc_seg_create(&s, &cfg, &lay, &sw, e, sizeof(e));
-		CHK(rc == 0, "create in child: %d %s", rc, e);
+		UT_CHK(rc == 0, "create in child: %d %s", rc, e);
 		ck_pr_store_32(&s.hdr->sh_state, MC_SEG_READY);
 		ut_put(ch.cp[1], 1);
 		ut_get(ch.pc[0], &v, 30000);   /* parent has attached */
@@ -731,8 +615,8 @@ Test(seg, proc_start_time)
 		uint64_t before = mc_proc_start_time(getpid());
 
 		prctl(PR_SET_NAME, "a) b (c) d");
-		CHK(before != 0, "child start time 0");
-		CHK(mc_proc_start_time(getpid()) == before, "odd comm breaks parsing: %llu vs %llu",
+		UT_CHK(before != 0, "child start time 0");
+		UT_CHK(mc_proc_start_time(getpid()) == before, "odd comm breaks parsing: %llu vs %llu",
 		    (unsigned long long)mc_proc_start_time(getpid()), (unsigned long long)before);
 		_exit(0);
 	}
@@ -864,10 +748,10 @@ Test(seg, client_claim_race_between_processes)
 
 			chan_child(&ch[i]);
 			close(gopipe[1]);
-			CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
-			CHK(read(gopipe[0], &c, 1) == 0, "go signal");   /* EOF = go */
+			UT_CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
+			UT_CHK(read(gopipe[0], &c, 1) == 0, "go signal");   /* EOF = go */
 			rc = mc_seg_claim_client(&s, "racer", e, sizeof(e));
-			CHK(rc == 0 || rc == -MC_E_NOSLOT, "claim gave %d: %s", rc, e);
+			UT_CHK(rc == 0 || rc == -MC_E_NOSLOT, "claim gave %d: %s", rc, e);
 			ut_put(ch[i].cp[1], rc == 0 ? (uint64_t)s.slot : 0);
 			ut_get(ch[i].pc[0], &v, 30000);   /* hold the slot until told */
 			if (rc == 0)
@@ -948,18 +832,18 @@ Test(seg, reap_dead_client)
 		int rc;
 
 		chan_child(&ch);
-		CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
+		UT_CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
 		rc = mc_seg_claim_client(&s, "doomed", e, sizeof(e));
-		CHK(rc == 0, "claim: %d %s", rc, e);
+		UT_CHK(rc == 0, "claim: %d %s", rc, e);
 		ut_put(ch.cp[1], (uint64_t)s.slot);
-		CHK(ut_get(ch.pc[0], &v, 30000), "go");
+		UT_CHK(ut_get(ch.pc[0], &v, 30000), "go");
 		/* take one frame and keep it */
 		for (int i = 0; (rc = mc_recv(&s, &got)) == -EAGAIN && i < 1000; i++)
 			mc_ring_wait(&s, 0, 10 * 1000 * 1000);
-		CHK(rc == 0, "recv: %d", rc);
+		UT_CHK(rc == 0, "recv: %d", rc);
 		/* publish one frame in part: holders set, never put */
 		f = mc_frame_alloc(&s, 24, 0, &rc);
-		CHK(f != NULL, "alloc: %d", rc);
+		UT_CHK(f != NULL, "alloc: %d", rc);
 		memcpy(f->f_data, "partial publish payload", 24);
 		ck_pr_store_64(&f->f_holders, 1ull << MC_WORKER_STATE);
 		ut_put(ch.cp[1], 2);
@@ -1155,16 +1039,16 @@ Test(seg, reap_retries_while_peer_ring_full)
 		int rc;
 
 		chan_child(&ch);
-		CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
-		CHK(mc_seg_claim_client(&s, "filler", e, sizeof(e)) == 0, "%s", e);
+		UT_CHK(mc_seg_attach(&s, cfg.instance, false, e, sizeof(e)) == 0, "%s", e);
+		UT_CHK(mc_seg_claim_client(&s, "filler", e, sizeof(e)) == 0, "%s", e);
 		for (;;) {
 			f = mc_frame_alloc(&s, 0, 0, &rc);
-			CHK(f != NULL, "alloc: %d", rc);
+			UT_CHK(f != NULL, "alloc: %d", rc);
 			f->f_user = 1;
 			rc = mc_frame_send(&s, f, 1ull << MC_WORKER_ROUTER);
 			if (rc == -EAGAIN)
 				break;
-			CHK(rc == 0, "send: %d", rc);
+			UT_CHK(rc == 0, "send: %d", rc);
 			n++;
 		}
 		/* the outstanding frame: holders set, never put (dies here) */

@@ -52,6 +52,7 @@
 #include "mc_state_client.h"
 #include "state/mc_state_writer.h"
 #include "mc_util.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -62,123 +63,8 @@
 
 #define UT_TAG "st"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-/* A guardian child cleans /dev/shm once every holder of the pipe is gone. */
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-static pid_t ut_fork(void)
-{
-	pid_t parent = getpid(), p;
-
-	fflush(NULL);
-	p = fork();
-	cr_assert_neq(p, -1, "fork: %s", strerror(errno));
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-	}
-	return p;
-}
-
-static int ut_wait(pid_t p)
-{
-	int st;
-	pid_t r;
-
-	do
-		r = waitpid(p, &st, 0);
-	while (r < 0 && errno == EINTR);
-	cr_assert_eq(r, p, "waitpid(%d): %s", (int)p, strerror(errno));
-	return st;
-}
-
-static void ut_wait_ok(pid_t p, const char *what)
-{
-	int st = ut_wait(p);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: child %d %s %d", what, (int)p,
-	    WIFEXITED(st) ? "exited with" : "was killed by signal",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-}
 
 /* In children: report a failed check on stderr and exit 1. */
-#define CHK(cond, ...) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "[child %d] %s:%d: check failed: %s: ", (int)getpid(), \
-		    __FILE__, __LINE__, #cond); \
-		fprintf(stderr, __VA_ARGS__); \
-		fputc('\n', stderr); \
-		_exit(1); \
-	} \
-} while (0)
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
 static void sleep_us(long us)
 {
 	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
@@ -209,7 +95,7 @@ static void seg_up(void)
 	int rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err));
 
 	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
-	snprintf(cfg.instance, sizeof(cfg.instance), "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
+	ut_instance(cfg.instance, sizeof(cfg.instance));
 	rc = mc_layout_compute(&cfg, &lay, err, sizeof(err));
 	cr_assert_eq(rc, 0, "layout: %s", err);
 	rc = mc_seg_create(&seg, &cfg, &lay, &swept, err, sizeof(err));
@@ -447,7 +333,12 @@ static void feed_drain(void)
 	cr_assert_eq(mc_state_feed_pending(&w), 0);
 }
 
-TestSuite(state, .init = ut_guard_start, .fini = ut_fini, .timeout = 240);
+static void ut_init(void)
+{
+	ut_guard_start(UT_TAG);
+}
+
+TestSuite(state, .init = ut_init, .fini = ut_fini, .timeout = 240);
 
 /* ------------------------------------------------------------------ */
 /* Setup and geometry                                                  */
@@ -515,7 +406,7 @@ Test(state, bytes_eq_agrees_with_memcmp_at_every_length_and_position)
 
 	for (size_t n = 0; n <= 40; n++) {
 		for (size_t i = 0; i < n; i++)
-			a[i] = b[i] = (uint8_t)mix64(n * 64 + i);
+			a[i] = b[i] = (uint8_t)ut_mix64(n * 64 + i);
 		cr_assert(mc_state_bytes_eq(a, b, n), "equal, length %zu", n);
 		for (size_t i = 0; i < n; i++) {
 			b[i] ^= 0x10;
@@ -537,7 +428,7 @@ Test(state, put_get_roundtrip_binary_empty_and_max)
 
 	table_up();
 	for (size_t i = 0; i < sizeof(val0); i++)
-		val0[i] = (uint8_t)(i % 7 == 0 ? 0 : mix64(i));
+		val0[i] = (uint8_t)(i % 7 == 0 ? 0 : ut_mix64(i));
 	before = mc_wall_ns();
 	r = put_b(ns0, sizeof(ns0), key0, sizeof(key0), val0, sizeof(val0));
 	cr_assert_eq(r.status, ST(OK));
@@ -573,7 +464,7 @@ Test(state, put_get_roundtrip_binary_empty_and_max)
 
 	/* maximum sizes */
 	for (size_t i = 0; i < sizeof(big); i++)
-		big[i] = (uint8_t)(mix64(i) >> 13);
+		big[i] = (uint8_t)(ut_mix64(i) >> 13);
 	for (size_t i = 0; i < 256; i++) {
 		bns[i] = (uint8_t)(255 - i);
 		bkey[i] = (uint8_t)i;
@@ -604,14 +495,14 @@ Test(state, put_get_roundtrip_binary_empty_and_max)
 		static uint8_t cbuf[70000];
 		int rc = mc_seg_attach(&ro, cfg.instance, true, err, sizeof(err));
 
-		CHK(rc == 0, "attach: %s", err);
+		UT_CHK(rc == 0, "attach: %s", err);
 		rc = mc_state_get(&ro, ns0, sizeof(ns0), key0, sizeof(key0), cbuf, sizeof(cbuf), &cv);
-		CHK(rc == 0 && cv.len == sizeof(val0) && memcmp(cbuf, val0, sizeof(val0)) == 0,
+		UT_CHK(rc == 0 && cv.len == sizeof(val0) && memcmp(cbuf, val0, sizeof(val0)) == 0,
 		    "rc %d len %u", rc, cv.len);
 		rc = mc_state_get(&ro, bns, 256, bkey, 256, cbuf, sizeof(cbuf), &cv);
-		CHK(rc == 0 && cv.len == 17 && memcmp(cbuf, val0, 17) == 0, "rc %d", rc);
+		UT_CHK(rc == 0 && cv.len == 17 && memcmp(cbuf, val0, 17) == 0, "rc %d", rc);
 		rc = mc_state_get(&ro, "a", 1, "bc", 2, cbuf, sizeof(cbuf), &cv);
-		CHK(rc == 0 && cv.len == 3 && memcmp(cbuf, "two", 3) == 0, "rc %d", rc);
+		UT_CHK(rc == 0 && cv.len == 3 && memcmp(cbuf, "two", 3) == 0, "rc %d", rc);
 		_exit(0);
 	}
 	ut_wait_ok(c, "read-only reader");
@@ -1235,7 +1126,7 @@ Test(state, arena_full_with_large_values_and_reuse_after_delete)
 
 	table_up();
 	for (size_t i = 0; i < sizeof(big); i++)
-		big[i] = (uint8_t)mix64(i);
+		big[i] = (uint8_t)ut_mix64(i);
 	n = fill_arena("big", big, sizeof(big), 100000);
 	st = stats();
 	cr_assert_eq((uint64_t)n, (st.arena_size - MC_STATE_BLOCK_MIN) / blk,
@@ -1843,8 +1734,8 @@ Test(state, frame_replay_applies_each_op_once)
 		struct mc_state_writer cw;
 		struct mc_state_result cr_;
 
-		CHK(mc_state_writer_open(&seg, &cw, err, sizeof(err)) == 0, "%s", err);
-		CHK(mc_state_frame_begin(&cw, SRC, 102) == 0, "new frame");
+		UT_CHK(mc_state_writer_open(&seg, &cw, err, sizeof(err)) == 0, "%s", err);
+		UT_CHK(mc_state_frame_begin(&cw, SRC, 102) == 0, "new frame");
 		mc_state_apply(&cw, &ops[1], mc_wall_ns(), 0, &cr_);
 		mc_state_apply(&cw, &ops[2], mc_wall_ns(), 1, &cr_);
 		raise(SIGKILL);
@@ -2599,21 +2490,21 @@ static void reader_sees(const struct vis *want, const char *key, const void *val
 
 		alarm(30);
 		rc = mc_seg_attach(&ro, cfg.instance, true, err, sizeof(err));
-		CHK(rc == 0, "attach: %s", err);
+		UT_CHK(rc == 0, "attach: %s", err);
 		for (int rep = 0; rep < 1000; rep++) {
 			rc = mc_state_get(&ro, "crash", 5, key, strlen(key), buf, sizeof(buf), &v);
 			if (val == NULL) {
-				CHK(rc == -ENOENT, "%s: get %s: %d, want -ENOENT", what, key, rc);
+				UT_CHK(rc == -ENOENT, "%s: get %s: %d, want -ENOENT", what, key, rc);
 			} else {
-				CHK(rc == 0, "%s: get %s: %d", what, key, rc);
-				CHK(v.len == vlen && memcmp(buf, val, vlen) == 0, "%s: get %s: '%.*s'", what,
+				UT_CHK(rc == 0, "%s: get %s: %d", what, key, rc);
+				UT_CHK(v.len == vlen && memcmp(buf, val, vlen) == 0, "%s: get %s: '%.*s'", what,
 				    key, (int)v.len, buf);
-				CHK(v.version == version, "%s: version %" PRIu64 ", want %" PRIu64, what,
+				UT_CHK(v.version == version, "%s: version %" PRIu64 ", want %" PRIu64, what,
 				    v.version, version);
 			}
 		}
 		vis_take(&ro, &got);
-		CHK(vis_eq(&got, want, why, sizeof(why)), "%s: scan: %s", what, why);
+		UT_CHK(vis_eq(&got, want, why, sizeof(why)), "%s: scan: %s", what, why);
 		_exit(0);
 	}
 	ut_wait_ok(c, what);
@@ -2705,10 +2596,10 @@ static uint64_t fz_now(uint64_t opi)
 
 static size_t fz_value(uint64_t opi, uint8_t *buf)
 {
-	size_t len = 1 + mix64(opi * 3 + 1) % 1500;
+	size_t len = 1 + ut_mix64(opi * 3 + 1) % 1500;
 
 	for (size_t i = 0; i < len; i++)
-		buf[i] = (uint8_t)(mix64(opi ^ (i << 40)) >> 7);
+		buf[i] = (uint8_t)(ut_mix64(opi ^ (i << 40)) >> 7);
 	return len;
 }
 
@@ -2721,7 +2612,7 @@ static void fz_keyname(unsigned k, char *buf)
 static Mcpcore__StateOp fz_op(struct fz_model *m, uint64_t f, uint32_t k, uint8_t *vbuf,
     char *kbuf, uint32_t *want_status, uint64_t *want_version)
 {
-	uint64_t opi = f * FZ_OPS + k, r = mix64(opi ^ 0xfeedULL), ver = fz_now(opi) / 1000;
+	uint64_t opi = f * FZ_OPS + k, r = ut_mix64(opi ^ 0xfeedULL), ver = fz_now(opi) / 1000;
 	unsigned key = (unsigned)(r % FZ_KEYS), what = (unsigned)(r >> 20) % 10;
 	struct fz_key *s = &m->k[key];
 	Mcpcore__StateOp op;
@@ -2781,11 +2672,11 @@ static void fz_writer(struct fz_model *m, struct fz_shared *sh, uint64_t from)
 	static uint8_t vbuf[2048];
 	char kbuf[16];
 
-	CHK(mc_state_writer_open(&seg, &cw, err, sizeof(err)) == 0, "%s", err);
+	UT_CHK(mc_state_writer_open(&seg, &cw, err, sizeof(err)) == 0, "%s", err);
 	for (uint64_t f = from;; f++) {
 		uint32_t done = mc_state_frame_begin(&cw, SRC, FZ_SEQ0 + f);
 
-		CHK(done == 0, "new frame %" PRIu64 " has %u ops done", f, done);
+		UT_CHK(done == 0, "new frame %" PRIu64 " has %u ops done", f, done);
 		for (uint32_t k = 0; k < FZ_OPS; k++) {
 			uint32_t ws;
 			uint64_t wv;
@@ -2793,7 +2684,7 @@ static void fz_writer(struct fz_model *m, struct fz_shared *sh, uint64_t from)
 			struct mc_state_result res;
 
 			mc_state_apply(&cw, &op, fz_now(f * FZ_OPS + k), k, &res);
-			CHK(res.status == ws && res.version == wv, "frame %" PRIu64 " op %u: %u v%" PRIu64
+			UT_CHK(res.status == ws && res.version == wv, "frame %" PRIu64 " op %u: %u v%" PRIu64
 			    ", want %u v%" PRIu64, f, k, res.status, res.version, ws, wv);
 		}
 		mc_state_frame_end(&cw, SRC, FZ_SEQ0 + f);
@@ -2872,7 +2763,7 @@ Test(state, sigkill_fuzz_recovery_and_frame_replay, .timeout = 240)
 				cr_assert_fail("writer child died early: status %x", st);
 			sched_yield();
 		}
-		sleep_us((long)(mix64((uint64_t)it) % 1500));
+		sleep_us((long)(ut_mix64((uint64_t)it) % 1500));
 		kill(c, SIGKILL);
 		st = ut_wait(c);
 		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "writer child: status %x "

@@ -43,6 +43,7 @@
 #include "mc_state.h"
 #include "state/mc_state_writer.h"
 #include "mc_util.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -50,99 +51,6 @@
 
 #define UT_TAG "ss"
 
-static pid_t ut_pid;
-static unsigned ut_seq;
-static int ut_guard_fd = -1;
-static pid_t ut_guard_pid = -1;
-
-static void ut_unlink_all(pid_t pid)
-{
-	char prefix[64];
-	struct dirent *e;
-	DIR *d = opendir("/dev/shm");
-
-	if (d == NULL)
-		return;
-	snprintf(prefix, sizeof(prefix), "mcpcore.ut" UT_TAG "-%d-", (int)pid);
-	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
-
-static void ut_guard_start(void)
-{
-	int p[2];
-	pid_t g;
-
-	ut_pid = getpid();
-	cr_assert_eq(pipe(p), 0);
-	g = fork();
-	cr_assert_neq(g, -1);
-	if (g == 0) {
-		char c;
-
-		setpgid(0, 0);
-		for (int fd = 0; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		for (;;) {
-			ssize_t n = read(p[0], &c, 1);
-
-			if (n == 0 || (n < 0 && errno != EINTR))
-				break;
-		}
-		ut_unlink_all(ut_pid);
-		_exit(0);
-	}
-	close(p[0]);
-	ut_guard_fd = p[1];
-	ut_guard_pid = g;
-}
-
-static void ut_fini(void)
-{
-	ut_unlink_all(getpid());
-	if (ut_guard_pid > 0) {
-		kill(ut_guard_pid, SIGKILL);
-		waitpid(ut_guard_pid, NULL, 0);
-		close(ut_guard_fd);
-		ut_guard_pid = -1;
-	}
-}
-
-static pid_t ut_fork(void)
-{
-	pid_t parent = getpid(), p;
-
-	fflush(NULL);
-	p = fork();
-	cr_assert_neq(p, -1, "fork: %s", strerror(errno));
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-	}
-	return p;
-}
-
-#define CHK(cond, ...) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "[child %d] %s:%d: check failed: %s: ", (int)getpid(), \
-		    __FILE__, __LINE__, #cond); \
-		fprintf(stderr, __VA_ARGS__); \
-		fputc('\n', stderr); \
-		_exit(1); \
-	} \
-} while (0)
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
 
 /* ------------------------------------------------------------------ */
 
@@ -184,7 +92,7 @@ static void seg_up(void)
 	int rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err));
 
 	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
-	snprintf(cfg.instance, sizeof(cfg.instance), "ut" UT_TAG "-%d-%u", (int)getpid(), ut_seq++);
+	ut_instance(cfg.instance, sizeof(cfg.instance));
 	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
 	rc = mc_seg_create(&seg, &cfg, &lay, &swept, err, sizeof(err));
 	cr_assert_eq(rc, 0, "mc_seg_create(%s): %d %s", cfg.instance, rc, err);
@@ -224,7 +132,7 @@ static void make_keys(uint64_t mask)
  */
 static size_t make_value(uint64_t c, uint32_t k, uint8_t *buf)
 {
-	uint32_t len = 16 + (uint32_t)(mix64(c) % (VMAX - 15));
+	uint32_t len = 16 + (uint32_t)(ut_mix64(c) % (VMAX - 15));
 
 	memcpy(buf, &c, 8);
 	memcpy(buf + 8, &k, 4);
@@ -252,7 +160,7 @@ static const char *check_value(const uint8_t *buf, size_t len, uint32_t k, uint6
 		return "value of another key";
 	if (l != len)
 		return "length field differs from the entry's length";
-	if (16 + mix64(c) % (VMAX - 15) != len)
+	if (16 + ut_mix64(c) % (VMAX - 15) != len)
 		return "length does not belong to the counter";
 	for (uint32_t i = 16; i < len; i += 8) {
 		uint64_t word = c * 0x9e3779b97f4a7c15ULL + i * 0xd1b54a32d192ed03ULL, got = 0;
@@ -274,13 +182,13 @@ static void writer_proc(struct shared *sh)
 	static uint8_t val[VMAX];
 	uint64_t counter = 0, seq = 0, start = mc_now_ns();
 
-	CHK(mc_state_writer_open(&seg, &w, err, sizeof(err)) == 0, "%s", err);
+	UT_CHK(mc_state_writer_open(&seg, &w, err, sizeof(err)) == 0, "%s", err);
 	ck_pr_store_64(&sh->writer_ready, 1);
 	for (uint64_t i = 0;; i++) {
 		if ((i & 1023) == 0) {
 			if (ck_pr_load_64(&sh->readers_done) == NREADERS && sh->puts >= MIN_PUTS)
 				break;
-			CHK(mc_now_ns() - start < TIME_CAP_NS, "time cap: %" PRIu64 " puts, readers done %"
+			UT_CHK(mc_now_ns() - start < TIME_CAP_NS, "time cap: %" PRIu64 " puts, readers done %"
 			    PRIu64, sh->puts, ck_pr_load_64(&sh->readers_done));
 		}
 		if ((i & 63) == 0) {
@@ -289,8 +197,8 @@ static void writer_proc(struct shared *sh)
 			mc_state_frame_begin(&w, 9, ++seq);
 		}
 		{
-			uint32_t k = (uint32_t)(mix64(i) % NKEYS);
-			bool del = (mix64(i ^ 0x5a5a) & 31) == 0 && sh->last[k] != 0 && !sh->deleted[k];
+			uint32_t k = (uint32_t)(ut_mix64(i) % NKEYS);
+			bool del = (ut_mix64(i ^ 0x5a5a) & 31) == 0 && sh->last[k] != 0 && !sh->deleted[k];
 			Mcpcore__StateOp op = MCPCORE__STATE_OP__INIT;
 			struct mc_state_result res;
 
@@ -306,7 +214,7 @@ static void writer_proc(struct shared *sh)
 				op.value.len = make_value(++counter, k, val);
 			}
 			mc_state_apply(&w, &op, mc_wall_ns(), (uint32_t)(i & 63), &res);
-			CHK(res.status == MCPCORE__STATE_RESULT__STATUS__OK, "op %" PRIu64 ": status %u (%s)",
+			UT_CHK(res.status == MCPCORE__STATE_RESULT__STATUS__OK, "op %" PRIu64 ": status %u (%s)",
 			    i, res.status, res.error ? res.error : "");
 			if (del) {
 				sh->deleted[k] = 1;
@@ -366,9 +274,9 @@ static void reader_proc(struct shared *sh, int id)
 	uint64_t gets = 0, found = 0, changes = 0, scans = 0, scanned = 0, x = (uint64_t)id + 1;
 	uint64_t start = mc_now_ns();
 
-	CHK(mc_seg_attach(&ro, cfg.instance, true, err, sizeof(err)) == 0, "%s", err);
+	UT_CHK(mc_seg_attach(&ro, cfg.instance, true, err, sizeof(err)) == 0, "%s", err);
 	while (ck_pr_load_64(&sh->writer_ready) == 0) {
-		CHK(mc_now_ns() - start < TIME_CAP_NS, "the writer never started");
+		UT_CHK(mc_now_ns() - start < TIME_CAP_NS, "the writer never started");
 		sched_yield();
 	}
 	for (;;) {
@@ -379,9 +287,9 @@ static void reader_proc(struct shared *sh, int id)
 		if ((gets & 4095) == 0) {
 			if (gets >= MIN_GETS && ck_pr_load_64(&sh->puts) >= MIN_PUTS)
 				break;
-			CHK(mc_now_ns() - start < TIME_CAP_NS, "time cap: %" PRIu64 " gets", gets);
+			UT_CHK(mc_now_ns() - start < TIME_CAP_NS, "time cap: %" PRIu64 " gets", gets);
 		}
-		x = mix64(x);
+		x = ut_mix64(x);
 		k = (uint32_t)(x % NKEYS);
 		rc = mc_state_get(&ro, "stress", 6, keys[k], strlen(keys[k]), buf, sizeof(buf), &v);
 		gets++;
@@ -389,12 +297,12 @@ static void reader_proc(struct shared *sh, int id)
 			uint64_t c;
 			const char *why = check_value(buf, v.len, k, &c);
 
-			CHK(why == NULL, "reader %d, get %" PRIu64 ", key %s, len %u: %s", id, gets,
+			UT_CHK(why == NULL, "reader %d, get %" PRIu64 ", key %s, len %u: %s", id, gets,
 			    keys[k], v.len, why);
-			CHK(c >= seen[k], "reader %d: key %s went back from counter %" PRIu64 " to %" PRIu64,
+			UT_CHK(c >= seen[k], "reader %d: key %s went back from counter %" PRIu64 " to %" PRIu64,
 			    id, keys[k], seen[k], c);
-			CHK(v.version >= seen_ver[k], "reader %d: key %s version went back", id, keys[k]);
-			CHK((c > seen[k]) == (v.version > seen_ver[k]) || seen[k] == 0,
+			UT_CHK(v.version >= seen_ver[k], "reader %d: key %s version went back", id, keys[k]);
+			UT_CHK((c > seen[k]) == (v.version > seen_ver[k]) || seen[k] == 0,
 			    "reader %d: key %s: counter %" PRIu64 "->%" PRIu64 " but version %" PRIu64
 			    "->%" PRIu64 " (value and version from different writes)", id, keys[k],
 			    seen[k], c, seen_ver[k], v.version);
@@ -404,17 +312,17 @@ static void reader_proc(struct shared *sh, int id)
 			seen_ver[k] = v.version;
 			found++;
 		} else {
-			CHK(rc == -ENOENT, "reader %d: get %s: %d", id, keys[k], rc);
+			UT_CHK(rc == -ENOENT, "reader %d: get %s: %d", id, keys[k], rc);
 			/* a deleted key comes back only with a newer version */
 		}
 		if ((gets & 16383) == 0) {
 			struct scan_ctx s = { 0 };
 			long n = mc_state_scan(&ro, "stress", 6, "g", 1, scan_cb, &s);
 
-			CHK(s.bad == NULL, "reader %d: %s", id, s.bad);
+			UT_CHK(s.bad == NULL, "reader %d: %s", id, s.bad);
 			/* not atomic: a key deleted and re-inserted further down its chain
 			 * meanwhile may be visited twice, so no upper bound */
-			CHK(n >= 0 && (uint64_t)n == s.items, "reader %d: scan returned %ld after %" PRIu64
+			UT_CHK(n >= 0 && (uint64_t)n == s.items, "reader %d: scan returned %ld after %" PRIu64
 			    " items", id, n, s.items);
 			scans++;
 			scanned += s.items;
@@ -429,7 +337,12 @@ static void reader_proc(struct shared *sh, int id)
 	_exit(0);
 }
 
-TestSuite(state_stress, .init = ut_guard_start, .fini = ut_fini, .timeout = 240);
+static void ut_init(void)
+{
+	ut_guard_start(UT_TAG);
+}
+
+TestSuite(state_stress, .init = ut_init, .fini = ut_fini, .timeout = 240);
 
 Test(state_stress, readers_never_see_torn_or_older_values)
 {
