@@ -237,26 +237,6 @@ static int mc_pbatch_state_put(struct mc_pbatch *b, const struct mc_pstore *st,
 	return rc;
 }
 
-/* Warn about holes in the state change feed (taken order = feed order). */
-static void mc_pbatch_state_seq(struct mc_pbatch *b, const uint8_t *data, uint32_t len)
-{
-	Mcpcore__StateChangeBatch *batch = mcpcore__state_change_batch__unpack(NULL, len, data);
-
-	if (batch == NULL)
-		return;
-	for (size_t i = 0; i < batch->n_changes; i++) {
-		uint64_t seq = batch->changes[i]->seq;
-
-		if (b->state_seq != 0 && seq > b->state_seq + 1)
-			mc_log_warn("state_feed_gap", "{s:I, s:I, s:s}", "expected",
-			    (json_int_t)(b->state_seq + 1), "got", (json_int_t)seq, "message",
-			    "the state change feed skipped sequence numbers");
-		if (seq > b->state_seq)
-			b->state_seq = seq;
-	}
-	mcpcore__state_change_batch__free_unpacked(batch, NULL);
-}
-
 /* The record's own time (field `field`, a varint), or now when absent/0. */
 static uint64_t mc_pbatch_time(const uint8_t *data, uint32_t len, uint32_t field, uint64_t now)
 {
@@ -293,7 +273,6 @@ enum mc_pbatch_verdict mc_pbatch_add(struct mc_pbatch *b, const struct mc_msg *m
 	case MC_FK_STATE_CHANGES:
 		if (mc_pbatch_state_check(data, len, why, whylen) != 0)
 			goto rejected;
-		mc_pbatch_state_seq(b, data, len);
 		break;
 	case MC_FK_LEARNING_MODEL: {
 		struct mc_pb_field id = { 0 }, ver = { 0 };

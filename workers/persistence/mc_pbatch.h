@@ -77,7 +77,6 @@ struct mc_pbatch {
 	uint64_t run;                   /* this segment's run id */
 	uint64_t hwm[MC_MAX_SLOTS];     /* durable marks (committed) */
 	uint64_t pend[MC_MAX_SLOTS];    /* marks including the pending batch */
-	uint64_t state_seq;             /* last StateChange.seq seen (gap check) */
 };
 
 /* Does the worker store frames of this kind? */

@@ -1,13 +1,15 @@
 /*
- * workers/protocol/main.c - the protocol worker.
+ * workers/protocol/main.c - the protocol worker: the MCP front door.
  *
- * For now it runs the common worker loop (mc_worker.h): it holds its slot,
- * keeps its heartbeat, consumes its inbound rings and answers pings.  Its
- * own job arrives with its issue.
+ * It does not run the shared loop (worker.c): its one thread serves
+ * Streamable HTTP on io_uring and does the worker duties itself
+ * (heartbeat, pings, state replies), because the frame API is
+ * single-threaded per process.  See server.c and mc_protocol.h.
  */
+#include "mc_protocol.h"
 #include "mc_worker.h"
 
 int mc_protocol_main(struct mc_worker *w)
 {
-	return mc_worker_run(w);
+	return mc_protocol_serve(w);
 }

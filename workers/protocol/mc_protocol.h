@@ -1,0 +1,251 @@
+/*
+ * mc_protocol.h - the protocol worker's modules: the MCP front door
+ * (Streamable HTTP on io_uring, issue 4).
+ *
+ *   jsonrpc.c   JSON-RPC 2.0 message shape (no I/O, no state): parse and
+ *               classify a POST body, build responses and errors
+ *   session.c   MCP sessions: the lifecycle machine (which method may come
+ *               in which state), version negotiation, the record kept in
+ *               the state manager, session ids
+ *   tools.c     the tools the runtime serves: their input schemas, a
+ *               validator for those schemas, and the tools themselves
+ *   mcp.c       one HTTP request -> one HTTP response: transport rules
+ *               (headers, Host/Origin, session header, status codes) and
+ *               MCP method dispatch; state writes go out asynchronously
+ *               and finish when the state worker's reply comes back
+ *   server.c    the io_uring TCP/HTTP server and the worker loop (frames,
+ *               heartbeat), one thread
+ *
+ * Threads: everything runs on the worker's one thread (the mc_seg frame
+ * API is single-threaded per process, mc_frame.h).
+ *
+ * Errors: negative errno values, or JSON-RPC error codes where a function
+ * says so (MC_RPC_*); nothing here exits the process.
+ */
+#ifndef MC_PROTOCOL_H
+#define MC_PROTOCOL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mc_http.h"
+#include "mc_seg.h"
+#include "mc_state_client.h"
+
+/* ---- jsonrpc.c ------------------------------------------------------------ */
+
+#define MC_RPC_PARSE_ERROR      (-32700)
+#define MC_RPC_INVALID_REQUEST  (-32600)
+#define MC_RPC_METHOD_NOT_FOUND (-32601)
+#define MC_RPC_INVALID_PARAMS   (-32602)
+#define MC_RPC_INTERNAL_ERROR   (-32603)
+#define MC_RPC_SERVER_BUSY      (-32000)        /* implementation-defined range */
+
+enum mc_rpc_kind {
+	MC_RPC_REQUEST = 1,             /* method + id: needs a response */
+	MC_RPC_NOTIFICATION,            /* method, no id */
+	MC_RPC_RESPONSE,                /* id + result or error, no method */
+};
+
+struct mc_rpc_msg {
+	enum mc_rpc_kind kind;
+	json_t *root;                   /* owned: json_decref() when done */
+	json_t *id;                     /* borrowed from root; NULL for notifications */
+	const char *method;             /* borrowed; NULL for responses */
+	json_t *params;                 /* borrowed; NULL when absent */
+};
+
+/*
+ * Parse one POST body.  Returns 0 with *out filled (out->root owned by the
+ * caller), or MC_RPC_PARSE_ERROR (not JSON, invalid UTF-8, duplicate keys)
+ * or MC_RPC_INVALID_REQUEST (a batch, not an object, jsonrpc != "2.0", bad
+ * id type, bad method, bad params, malformed response), with a sentence
+ * saying what was wrong in err.  On error out->id is the request's id when
+ * one could be read (a new reference, or NULL) for the error response.
+ */
+int mc_rpc_parse(const char *buf, size_t len, struct mc_rpc_msg *out, char *err, size_t errlen);
+
+/* Response objects.  result and data are stolen; id borrowed (NULL = null). */
+json_t *mc_rpc_result(json_t *id, json_t *result);
+json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data);
+
+/* ---- session.c ------------------------------------------------------------ */
+
+#define MC_SESSION_NS       "mcp.session"       /* state namespace of sessions */
+#define MC_SESSION_ID_LEN   32                  /* hex characters */
+/* A session record expires this long after its last change (initialize,
+ * initialized, setLevel), so abandoned sessions do not pile up in the
+ * state table; the client then gets 404 and initializes again, as the
+ * transport prescribes. */
+#define MC_SESSION_TTL_MS   (24ULL * 3600 * 1000)
+
+enum mc_session_state {
+	MC_SESSION_NONE = 0,            /* no session yet: only initialize */
+	MC_SESSION_INITIALIZING = 1,    /* initialize answered; waiting for initialized */
+	MC_SESSION_READY = 2,           /* operation */
+};
+
+struct mc_session {
+	char id[MC_SESSION_ID_LEN + 1];
+	char version[16];               /* negotiated protocol version */
+	int  state;                     /* enum mc_session_state */
+	int  log_level;                 /* index into mc_session_log_levels */
+	char client[64];                /* clientInfo.name, for logs */
+};
+
+extern const char *const mc_session_versions[];     /* supported, newest first; NULL-ended */
+extern const char *const mc_session_log_levels[];   /* RFC 5424 names, debug..emergency */
+
+/* Is v (n bytes) a version we speak (and negotiate)? */
+bool mc_session_version_ok(const char *v, size_t n);
+
+/* May an MCP-Protocol-Version header carry v?  Our versions and
+ * 2025-03-26, whose transport is the same for everything served here
+ * (clients, and the conformance suite, send it on requests). */
+bool mc_session_header_version_ok(const char *v, size_t n);
+
+/* The version to answer initialize with: v if we speak it, else our newest. */
+const char *mc_session_negotiate(const char *v);
+
+/* Index of a log level name, or -1. */
+int mc_session_log_level(const char *name);
+
+/*
+ * The lifecycle machine: may a message with `method` (a request, or a
+ * notification when notification is true) be handled in `state`?
+ * Returns 0, or a JSON-RPC error code with the reason in *why.
+ */
+int mc_session_admit(int state, const char *method, bool notification, const char **why);
+
+/* A fresh random id (hex, MC_SESSION_ID_LEN chars + NUL). 0 or -errno. */
+int mc_session_new_id(char out[MC_SESSION_ID_LEN + 1]);
+
+/* Is this a syntactically valid id (so it may be used as a state key)? */
+bool mc_session_id_ok(const char *s, size_t n);
+
+/* The record stored under (MC_SESSION_NS, id): JSON text.  Returns the
+ * length, or -ENOSPC when cap is too small. */
+int mc_session_encode(const struct mc_session *s, char *buf, size_t cap);
+
+/* Parse a stored record into *s (s->id is left as it is).  0 or -EINVAL. */
+int mc_session_decode(const char *buf, size_t len, struct mc_session *s);
+
+/* Look a session up in the state manager: 0, -ENOENT, or an error of
+ * mc_state_get. */
+int mc_session_load(const struct mc_seg *seg, const char *id, struct mc_session *s);
+
+/* ---- tools.c -------------------------------------------------------------- */
+
+/* Build the tool table (schemas).  0 or -ENOMEM. */
+int mc_tools_init(void);
+void mc_tools_fini(void);
+
+/* The tools/list result ({"tools": [...]}): a new reference. */
+json_t *mc_tools_list(void);
+
+/*
+ * Check `value` against a JSON Schema subset (type object/string/integer/
+ * boolean, properties, required, additionalProperties false, minimum,
+ * maximum, minLength, maxLength).  0, or -EINVAL with the first problem in
+ * err ("arguments.key: expected a string").
+ */
+int mc_schema_check(const json_t *schema, const json_t *value, const char *where,
+    char *err, size_t errlen);
+
+/* What a tool call needs from the state worker, if anything. */
+struct mc_tool_call {
+	char name[32];
+	json_t *args;                   /* owned */
+	struct mc_state_req req;        /* points into args' strings */
+	bool needs_state;               /* req must be sent; finish with mc_tools_finish */
+};
+
+/*
+ * Start tools/call with params.  Returns 0 with either *result set (a
+ * CallToolResult, a new reference: answered at once) or call->needs_state
+ * (send call->req, then mc_tools_finish with the result); or
+ * MC_RPC_INVALID_PARAMS with the reason in err (unknown tool, arguments
+ * not matching the schema).  call->args is released by mc_tools_done.
+ */
+int mc_tools_start(const struct mc_seg *seg, const json_t *params, struct mc_tool_call *call,
+    json_t **result, char *err, size_t errlen);
+
+/* The CallToolResult for a state op's outcome (a new reference). */
+json_t *mc_tools_finish(const struct mc_tool_call *call, const struct mc_state_res *res);
+
+void mc_tools_done(struct mc_tool_call *call);
+
+/* The runtime_status document (as `mcpcore status --json` prints). */
+json_t *mc_tools_status_doc(const struct mc_seg *seg);
+
+/* ---- mcp.c ---------------------------------------------------------------- */
+
+/* A response for the server to write. */
+struct mc_mcp_reply {
+	int status;                     /* HTTP status */
+	char *body;                     /* malloc'd, or NULL */
+	size_t body_len;
+	const char *ctype;              /* NULL: no Content-Type */
+	char headers[256];              /* extra header lines, each ending CRLF */
+	bool close;                     /* close the connection after it */
+	bool stream;                    /* an SSE stream: no Content-Length; the
+	                                   connection carries nothing else and
+	                                   ends when either side closes it */
+};
+
+struct mc_mcp;
+
+/*
+ * How mcp.c reaches the outside: send a state op (returns the op id > 0, or
+ * -EAGAIN / another negative errno), and deliver a reply that finished
+ * later (the token is what mc_mcp_handle was given).
+ */
+struct mc_mcp_env {
+	struct mc_seg *seg;
+	void *ctx;
+	int64_t (*state_send)(void *ctx, const struct mc_state_req *r);
+	void (*deliver)(void *ctx, uint64_t token, struct mc_mcp_reply *reply);
+	const char *path;               /* [protocol] path */
+	bool loopback;                  /* the listener is a loopback address */
+	uint64_t max_body;              /* [memory] max_message_size */
+};
+
+int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env);
+void mc_mcp_destroy(struct mc_mcp *m);
+
+/*
+ * Handle one complete request (head parsed, body of content_length bytes).
+ * Returns 0 with *reply filled (answer now), or 1: the answer comes later
+ * through env->deliver(token) (a state write is in flight).
+ */
+int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const char *body,
+    size_t body_len, uint64_t token, struct mc_mcp_reply *reply);
+
+/* A StateReply result arrived for op `id`; 0 if it was ours, -ENOENT. */
+int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res *res);
+
+/* Fail every call in flight for longer than timeout_ns ("server busy").
+ * Returns how many are still in flight. */
+unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns);
+
+/* Calls in flight. */
+unsigned mc_mcp_inflight(const struct mc_mcp *m);
+
+/* Release a reply's body. */
+void mc_mcp_reply_free(struct mc_mcp_reply *r);
+
+/* ---- server.c ------------------------------------------------------------- */
+
+struct mc_worker;
+
+/* Run the front door and the worker duties until SIGTERM.  Exit status. */
+int mc_protocol_serve(struct mc_worker *w);
+
+/* "a.b.c.d:port" / "[v6]:port" -> sockaddr; *loopback set.  0 or -EINVAL. */
+struct sockaddr_storage;
+int mc_protocol_addr(const char *listen, struct sockaddr_storage *ss, unsigned *len,
+    bool *loopback);
+
+#endif /* MC_PROTOCOL_H */

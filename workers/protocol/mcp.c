@@ -1,0 +1,739 @@
+/*
+ * mcp.c - MCP over Streamable HTTP: one HTTP request in, one HTTP response
+ * out (contract in mc_protocol.h).  The server (server.c) owns sockets and
+ * bytes; this file never sees them, only a parsed head and a body.
+ *
+ * TRANSPORT RULES (MCP 2025-06-18 / 2025-11-25, "Transports")
+ *   - Only [protocol] path is served (404 elsewhere).  POST carries one
+ *     JSON-RPC message; DELETE ends a session; GET opens the session's
+ *     server-to-client SSE stream (Accept must allow text/event-stream:
+ *     406).  This cut sends nothing on it but keep-alive comments (the
+ *     server has no notifications or requests of its own yet).  Other
+ *     methods: 405 with Allow.
+ *   - Host must name the listener when it is a loopback address (DNS
+ *     rebinding: a foreign Host gets 403); an Origin, when sent, must be
+ *     a loopback origin (or the Host itself on other listeners): 403.
+ *   - POST: Content-Type application/json (415), Accept must allow
+ *     application/json (406); MCP-Protocol-Version, when sent, must be a
+ *     version we speak (400).
+ *   - initialize creates a session; its id comes back in Mcp-Session-Id
+ *     and every later message must carry it: missing -> 400, unknown or
+ *     ended -> 404.
+ *   - A request is answered 200 with a JSON-RPC response (errors
+ *     included); a notification or a response is answered 202 with no
+ *     body; a message that cannot be handled at all (not JSON, invalid
+ *     JSON-RPC, lifecycle violation) is answered 400 with a JSON-RPC
+ *     error object (id when one could be read, else null).
+ *
+ * ASYNCHRONOUS WRITES
+ * Session changes and the write tools go to the state worker as one
+ * StateOp each; the request is parked in the pending list under the op's
+ * id and finished by mc_mcp_state_result (or failed with "server busy" by
+ * mc_mcp_expire past the request timeout).  The pending list is a plain
+ * array searched linearly: the number in flight is small (one per
+ * connection at most).
+ */
+#include "mc_protocol.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mc_log.h"
+#include "mc_util.h"
+
+#define MC_MCP_SERVER_NAME    "mcpcore"
+#define MC_MCP_SERVER_VERSION "0.1.0"
+#define MC_RPC_NO_SESSION     (-32001)  /* implementation-defined: session not found */
+
+enum mc_pending_kind { MC_P_INIT = 1, MC_P_READY, MC_P_LEVEL, MC_P_DELETE, MC_P_TOOL };
+
+struct mc_pending {
+	uint64_t op;                    /* state op id */
+	uint64_t token;                 /* the server's handle of the connection */
+	uint64_t start_ns;
+	enum mc_pending_kind kind;
+	json_t *rpc_id;                 /* owned; NULL for notifications / DELETE */
+	struct mc_session sess;         /* MC_P_INIT: the new session */
+	struct mc_tool_call tool;       /* MC_P_TOOL */
+};
+
+struct mc_mcp {
+	struct mc_mcp_env env;
+	struct mc_pending *p;
+	unsigned np, cap;
+};
+
+int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env)
+{
+	struct mc_mcp *m = calloc(1, sizeof(*m));
+	int rc;
+
+	*out = NULL;
+	if (m == NULL)
+		return -ENOMEM;
+	rc = mc_tools_init();
+	if (rc) {
+		free(m);
+		return rc;
+	}
+	m->env = *env;
+	*out = m;
+	return 0;
+}
+
+static void mc_pending_clear(struct mc_pending *p)
+{
+	json_decref(p->rpc_id);
+	p->rpc_id = NULL;
+	mc_tools_done(&p->tool);
+}
+
+void mc_mcp_destroy(struct mc_mcp *m)
+{
+	if (m == NULL)
+		return;
+	for (unsigned i = 0; i < m->np; i++)
+		mc_pending_clear(&m->p[i]);
+	free(m->p);
+	mc_tools_fini();
+	free(m);
+}
+
+unsigned mc_mcp_inflight(const struct mc_mcp *m)
+{
+	return m->np;
+}
+
+void mc_mcp_reply_free(struct mc_mcp_reply *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* ---- building replies ----------------------------------------------------- */
+
+static void mc_reply_json(struct mc_mcp_reply *r, int status, json_t *doc)
+{
+	r->status = status;
+	r->body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	r->body_len = r->body ? strlen(r->body) : 0;
+	r->ctype = r->body ? "application/json" : NULL;
+	if (doc != NULL && r->body == NULL) {
+		r->status = 500;
+		r->close = true;
+	}
+	json_decref(doc);
+}
+
+static void mc_reply_rpc_error(struct mc_mcp_reply *r, int status, json_t *id, int code,
+    const char *msg)
+{
+	mc_reply_json(r, status, mc_rpc_error(id, code, msg, NULL));
+}
+
+static void mc_reply_empty(struct mc_mcp_reply *r, int status)
+{
+	r->status = status;
+	r->body = NULL;
+	r->body_len = 0;
+	r->ctype = NULL;
+}
+
+static void mc_reply_header(struct mc_mcp_reply *r, const char *name, const char *value)
+{
+	size_t n = strlen(r->headers);
+
+	snprintf(r->headers + n, sizeof(r->headers) - n, "%s: %s\r\n", name, value);
+}
+
+/* ---- transport checks ----------------------------------------------------- */
+
+/* Is host (no port) a loopback name? */
+static bool mc_host_loopback(const char *h, size_t n)
+{
+	static const char *const names[] = { "localhost", "127.0.0.1", "[::1]", NULL };
+
+	for (int i = 0; names[i]; i++)
+		if (strlen(names[i]) == n && strncasecmp(names[i], h, n) == 0)
+			return true;
+	return false;
+}
+
+/* Length of the host part of "host[:port]" / "[v6]:port". */
+static size_t mc_host_part(const char *h, size_t n)
+{
+	if (n > 0 && h[0] == '[') {
+		const char *e = memchr(h, ']', n);
+
+		return e ? (size_t)(e - h) + 1 : n;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (h[i] == ':')
+			return i;
+	return n;
+}
+
+/* 0, or 403 with the reason. */
+static int mc_mcp_check_origin(const struct mc_mcp *m, const struct mc_http_request *req,
+    const char **why)
+{
+	const struct mc_http_str *o = mc_http_header(req, "Origin");
+	size_t hn = mc_host_part(req->host.p, req->host.n);
+	const char *oh;
+	size_t on;
+
+	if (m->env.loopback && !mc_host_loopback(req->host.p, hn)) {
+		*why = "Host does not name this loopback listener";
+		return 403;
+	}
+	if (o == NULL)
+		return 0;
+	if (o->n > 7 && strncasecmp(o->p, "http://", 7) == 0) {
+		oh = o->p + 7;
+		on = o->n - 7;
+	} else if (o->n > 8 && strncasecmp(o->p, "https://", 8) == 0) {
+		oh = o->p + 8;
+		on = o->n - 8;
+	} else {
+		*why = "Origin is not an http(s) origin";
+		return 403;
+	}
+	on = mc_host_part(oh, on);
+	if (mc_host_loopback(oh, on) || (!m->env.loopback && on == hn &&
+	    strncasecmp(oh, req->host.p, on) == 0))
+		return 0;
+	*why = "Origin is not allowed";
+	return 403;
+}
+
+/* Does a header's comma-separated list contain a media range accepting type? */
+static bool mc_accepts(const struct mc_http_str *h, const char *type)
+{
+	const char *p = h->p, *end = h->p + h->n;
+
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end, *semi;
+		size_t n;
+
+		while (p < e && (*p == ' ' || *p == '\t'))
+			p++;
+		semi = memchr(p, ';', (size_t)(e - p));
+		n = (size_t)((semi ? semi : e) - p);
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if ((n == 3 && memcmp(p, "*/*", 3) == 0) ||
+		    (n == 13 && strncasecmp(p, "application/*", 13) == 0) ||
+		    (n == strlen(type) && strncasecmp(p, type, n) == 0))
+			return true;
+		p = e + 1;
+	}
+	return false;
+}
+
+static bool mc_is_json_ctype(const struct mc_http_str *h)
+{
+	size_t n = 16;
+
+	if (h == NULL || h->n < n || strncasecmp(h->p, "application/json", n) != 0)
+		return false;
+	return h->n == n || h->p[n] == ';' || h->p[n] == ' ';
+}
+
+/* ---- pending writes ----------------------------------------------------- */
+
+/* Send r and park the request; NULL + *err on failure. */
+static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_req *r,
+    uint64_t token, enum mc_pending_kind kind, json_t *rpc_id, int *err)
+{
+	struct mc_pending *p;
+	int64_t op;
+
+	if (m->np == m->cap) {
+		unsigned cap = m->cap ? 2 * m->cap : 16;
+		struct mc_pending *np = realloc(m->p, cap * sizeof(*np));
+
+		if (np == NULL) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		m->p = np;
+		m->cap = cap;
+	}
+	op = m->env.state_send(m->env.ctx, r);
+	if (op < 0) {
+		*err = (int)op;
+		return NULL;
+	}
+	p = &m->p[m->np++];
+	memset(p, 0, sizeof(*p));
+	p->op = (uint64_t)op;
+	p->token = token;
+	p->start_ns = mc_now_ns();
+	p->kind = kind;
+	p->rpc_id = rpc_id ? json_incref(rpc_id) : NULL;
+	return p;
+}
+
+/* The state worker cannot take the op now: tell the client to retry. */
+static void mc_reply_busy(struct mc_mcp_reply *r, json_t *id, int err)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "server busy: the state manager cannot take the request (%s)",
+	    mc_strerror(err));
+	mc_reply_rpc_error(r, 503, id, MC_RPC_SERVER_BUSY, msg);
+	mc_reply_header(r, "Retry-After", "1");
+}
+
+static int mc_mcp_session_write(struct mc_mcp *m, const struct mc_session *s, uint64_t token,
+    enum mc_pending_kind kind, json_t *rpc_id, struct mc_mcp_reply *reply)
+{
+	struct mc_state_req r = { .kind = MCPCORE__STATE_OP__KIND__PUT };
+	struct mc_pending *p;
+	char rec[256];
+	int n = mc_session_encode(s, rec, sizeof(rec)), err = 0;
+
+	if (n < 0) {
+		mc_reply_rpc_error(reply, 500, rpc_id, MC_RPC_INTERNAL_ERROR,
+		    "cannot encode the session record");
+		return 0;
+	}
+	r.ns = MC_SESSION_NS;
+	r.nslen = strlen(MC_SESSION_NS);
+	r.key = s->id;
+	r.klen = strlen(s->id);
+	r.value = rec;
+	r.vlen = (size_t)n;
+	r.ttl_ms = MC_SESSION_TTL_MS;
+	r.correlation_id = s->id;
+	p = mc_mcp_park(m, &r, token, kind, rpc_id, &err);
+	if (p == NULL) {
+		mc_reply_busy(reply, rpc_id, err);
+		return 0;
+	}
+	p->sess = *s;
+	return 1;
+}
+
+/* ---- methods -------------------------------------------------------------- */
+
+static int mc_mcp_initialize(struct mc_mcp *m, const struct mc_rpc_msg *msg, uint64_t token,
+    struct mc_mcp_reply *reply)
+{
+	const char *ver = NULL, *client = NULL;
+	json_t *caps = NULL, *info = NULL;
+	struct mc_session s;
+	int rc;
+
+	if (msg->params == NULL || json_unpack((json_t *)msg->params, "{s:s, s:o, s:o}",
+	    "protocolVersion", &ver, "capabilities", &caps, "clientInfo", &info) != 0 ||
+	    !json_is_object(caps) || !json_is_object(info) ||
+	    json_unpack(info, "{s:s}", "name", &client) != 0) {
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INVALID_PARAMS,
+		    "initialize needs params {protocolVersion: string, capabilities: object, "
+		    "clientInfo: {name: string, version: string}}");
+		return 0;
+	}
+	memset(&s, 0, sizeof(s));
+	rc = mc_session_new_id(s.id);
+	if (rc) {
+		mc_reply_rpc_error(reply, 500, msg->id, MC_RPC_INTERNAL_ERROR,
+		    "cannot make a session id");
+		return 0;
+	}
+	snprintf(s.version, sizeof(s.version), "%s", mc_session_negotiate(ver));
+	snprintf(s.client, sizeof(s.client), "%s", client);
+	s.state = MC_SESSION_INITIALIZING;
+	s.log_level = mc_session_log_level("info");
+	return mc_mcp_session_write(m, &s, token, MC_P_INIT, msg->id, reply);
+}
+
+static json_t *mc_mcp_init_result(const struct mc_session *s)
+{
+	return json_pack("{s:s, s:{s:{s:b}, s:{}}, s:{s:s, s:s, s:s}, s:s}",
+	    "protocolVersion", s->version,
+	    "capabilities", "tools", "listChanged", 0, "logging",
+	    "serverInfo", "name", MC_MCP_SERVER_NAME, "title", "mcpcore runtime",
+	    "version", MC_MCP_SERVER_VERSION,
+	    "instructions", "State manager tools (state_*) and runtime_status of an mcpcore runtime.");
+}
+
+static int mc_mcp_set_level(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    struct mc_session *s, uint64_t token, struct mc_mcp_reply *reply)
+{
+	const char *level = NULL;
+	int lv;
+
+	if (msg->params != NULL)
+		level = json_string_value(json_object_get(msg->params, "level"));
+	lv = mc_session_log_level(level);
+	if (lv < 0) {
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INVALID_PARAMS,
+		    "params.level must be one of debug, info, notice, warning, error, critical, "
+		    "alert, emergency");
+		return 0;
+	}
+	s->log_level = lv;
+	return mc_mcp_session_write(m, s, token, MC_P_LEVEL, msg->id, reply);
+}
+
+/* "<session>:<request id>": what links the log lines about one request
+ * (here and in the state worker, which logs the op's correlation_id). */
+static void mc_mcp_correlation(const struct mc_session *s, const json_t *id, char *buf,
+    size_t len)
+{
+	if (json_is_string(id))
+		snprintf(buf, len, "%s:%.64s", s->id, json_string_value(id));
+	else
+		snprintf(buf, len, "%s:%lld", s->id, (long long)json_integer_value(id));
+}
+
+static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    const struct mc_session *s, uint64_t token, struct mc_mcp_reply *reply)
+{
+	char corr[112];
+
+	struct mc_tool_call call;
+	struct mc_pending *p;
+	json_t *result = NULL;
+	char err[256];
+	int rc, e = 0;
+
+	if (msg->params == NULL) {
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INVALID_PARAMS,
+		    "tools/call needs params {name, arguments}");
+		return 0;
+	}
+	rc = mc_tools_start(m->env.seg, msg->params, &call, &result, err, sizeof(err));
+	if (rc != 0) {
+		mc_reply_rpc_error(reply, 200, msg->id, rc, err);
+		return 0;
+	}
+	if (!call.needs_state) {
+		mc_tools_done(&call);
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, result));
+		return 0;
+	}
+	mc_mcp_correlation(s, msg->id, corr, sizeof(corr));
+	call.req.correlation_id = corr;         /* copied into the frame by the send */
+	mc_log_debug("mcp_tool_call", "{s:s, s:s}", "correlation_id", corr, "tool", call.name);
+	p = mc_mcp_park(m, &call.req, token, MC_P_TOOL, msg->id, &e);
+	if (p == NULL) {
+		if (e == -EMSGSIZE || e == -EINVAL) {
+			/* refused before sending: the same outcome the worker would give */
+			struct mc_state_res res = { .status = e == -EMSGSIZE ?
+			    MCPCORE__STATE_RESULT__STATUS__TOO_LARGE :
+			    MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST };
+
+			mc_reply_json(reply, 200, mc_rpc_result(msg->id, mc_tools_finish(&call, &res)));
+		} else {
+			mc_reply_busy(reply, msg->id, e);
+		}
+		mc_tools_done(&call);
+		return 0;
+	}
+	p->tool = call;         /* the args (and the strings req points at) move along */
+	return 1;
+}
+
+/* A request in a session that the lifecycle admitted. */
+static int mc_mcp_request(struct mc_mcp *m, const struct mc_rpc_msg *msg, struct mc_session *s,
+    uint64_t token, struct mc_mcp_reply *reply)
+{
+	const char *meth = msg->method;
+
+	if (strcmp(meth, "ping") == 0) {
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, json_object()));
+		return 0;
+	}
+	if (strcmp(meth, "tools/list") == 0) {
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, mc_tools_list()));
+		return 0;
+	}
+	if (strcmp(meth, "tools/call") == 0)
+		return mc_mcp_tools_call(m, msg, s, token, reply);
+	if (strcmp(meth, "logging/setLevel") == 0)
+		return mc_mcp_set_level(m, msg, s, token, reply);
+	{
+		char why[160];
+
+		snprintf(why, sizeof(why), "method not found: \"%.100s\"", meth);
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_METHOD_NOT_FOUND, why);
+	}
+	return 0;
+}
+
+/* Find the session a message names: 0, or a reply is filled. */
+static int mc_mcp_find_session(struct mc_mcp *m, const struct mc_http_request *req,
+    json_t *rpc_id, struct mc_session *s, struct mc_mcp_reply *reply)
+{
+	const struct mc_http_str *h = mc_http_header(req, "Mcp-Session-Id");
+	char id[MC_SESSION_ID_LEN + 1];
+	int rc;
+
+	if (h == NULL) {
+		mc_reply_rpc_error(reply, 400, rpc_id, MC_RPC_INVALID_REQUEST,
+		    "Mcp-Session-Id header required (send initialize first)");
+		return -1;
+	}
+	if (!mc_session_id_ok(h->p, h->n)) {
+		mc_reply_rpc_error(reply, 404, rpc_id, MC_RPC_NO_SESSION, "session not found");
+		return -1;
+	}
+	memcpy(id, h->p, h->n);
+	id[h->n] = '\0';
+	rc = mc_session_load(m->env.seg, id, s);
+	if (rc == -ENOENT) {
+		mc_reply_rpc_error(reply, 404, rpc_id, MC_RPC_NO_SESSION,
+		    "session not found (unknown or ended): initialize a new one");
+		return -1;
+	}
+	if (rc) {
+		mc_reply_rpc_error(reply, 500, rpc_id, MC_RPC_INTERNAL_ERROR,
+		    "cannot read the session record");
+		return -1;
+	}
+	return 0;
+}
+
+static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, const char *body,
+    size_t blen, uint64_t token, struct mc_mcp_reply *reply)
+{
+	const struct mc_http_str *accept = mc_http_header(req, "Accept");
+	const struct mc_http_str *pv = mc_http_header(req, "MCP-Protocol-Version");
+	struct mc_rpc_msg msg;
+	struct mc_session s;
+	const char *why = NULL;
+	char err[256];
+	int rc, code;
+
+	if (!mc_is_json_ctype(mc_http_header(req, "Content-Type"))) {
+		mc_reply_rpc_error(reply, 415, NULL, MC_RPC_INVALID_REQUEST,
+		    "Content-Type must be application/json");
+		return 0;
+	}
+	if (accept == NULL || !mc_accepts(accept, "application/json")) {
+		mc_reply_rpc_error(reply, 406, NULL, MC_RPC_INVALID_REQUEST,
+		    "Accept must include application/json and text/event-stream");
+		return 0;
+	}
+	if (pv != NULL && !mc_session_header_version_ok(pv->p, pv->n)) {
+		mc_reply_rpc_error(reply, 400, NULL, MC_RPC_INVALID_REQUEST,
+		    "unsupported MCP-Protocol-Version (supported: 2025-11-25, 2025-06-18, 2025-03-26)");
+		return 0;
+	}
+	code = mc_rpc_parse(body, blen, &msg, err, sizeof(err));
+	if (code != 0) {
+		mc_reply_rpc_error(reply, 400, msg.id, code, err);
+		json_decref(msg.id);
+		return 0;
+	}
+	rc = 0;
+	if (msg.kind == MC_RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
+		rc = mc_mcp_initialize(m, &msg, token, reply);
+		goto out;
+	}
+	if (mc_mcp_find_session(m, req, msg.id, &s, reply) != 0)
+		goto out;
+	if (msg.kind == MC_RPC_RESPONSE) {
+		mc_reply_empty(reply, 202);     /* we send no requests: nothing to match */
+		goto out;
+	}
+	code = mc_session_admit(s.state, msg.method, msg.kind == MC_RPC_NOTIFICATION, &why);
+	if (code != 0) {
+		mc_reply_rpc_error(reply, code == MC_RPC_INTERNAL_ERROR ? 500 : 400, msg.id, code, why);
+		goto out;
+	}
+	if (msg.kind == MC_RPC_NOTIFICATION) {
+		if (strcmp(msg.method, "notifications/initialized") == 0 &&
+		    s.state == MC_SESSION_INITIALIZING) {
+			s.state = MC_SESSION_READY;
+			rc = mc_mcp_session_write(m, &s, token, MC_P_READY, NULL, reply);
+			goto out;
+		}
+		/* cancelled, progress, roots/list_changed...: nothing of ours to act on */
+		mc_reply_empty(reply, 202);
+		goto out;
+	}
+	rc = mc_mcp_request(m, &msg, &s, token, reply);
+out:
+	json_decref(msg.root);
+	return rc;
+}
+
+static int mc_mcp_get(struct mc_mcp *m, const struct mc_http_request *req,
+    struct mc_mcp_reply *reply)
+{
+	const struct mc_http_str *accept = mc_http_header(req, "Accept");
+	struct mc_session s;
+
+	if (accept == NULL || !mc_accepts(accept, "text/event-stream")) {
+		mc_reply_rpc_error(reply, 406, NULL, MC_RPC_INVALID_REQUEST,
+		    "GET opens an SSE stream: Accept must include text/event-stream");
+		return 0;
+	}
+	if (mc_mcp_find_session(m, req, NULL, &s, reply) != 0)
+		return 0;
+	reply->status = 200;
+	reply->ctype = "text/event-stream";
+	reply->stream = true;
+	mc_reply_header(reply, "Cache-Control", "no-cache");
+	mc_log_debug("mcp_stream_opened", "{s:s}", "correlation_id", s.id);
+	return 0;
+}
+
+static int mc_mcp_delete(struct mc_mcp *m, const struct mc_http_request *req, uint64_t token,
+    struct mc_mcp_reply *reply)
+{
+	struct mc_state_req r = { .kind = MCPCORE__STATE_OP__KIND__DELETE };
+	struct mc_session s;
+	struct mc_pending *p;
+	int err = 0;
+
+	if (mc_mcp_find_session(m, req, NULL, &s, reply) != 0)
+		return 0;
+	r.ns = MC_SESSION_NS;
+	r.nslen = strlen(MC_SESSION_NS);
+	r.key = s.id;
+	r.klen = strlen(s.id);
+	p = mc_mcp_park(m, &r, token, MC_P_DELETE, NULL, &err);
+	if (p == NULL) {
+		mc_reply_busy(reply, NULL, err);
+		return 0;
+	}
+	p->sess = s;
+	return 1;
+}
+
+int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const char *body,
+    size_t body_len, uint64_t token, struct mc_mcp_reply *reply)
+{
+	const char *why = NULL;
+	int st;
+
+	memset(reply, 0, sizeof(*reply));
+	if (!mc_http_eq(req->path, m->env.path)) {
+		mc_reply_rpc_error(reply, 404, NULL, MC_RPC_INVALID_REQUEST,
+		    "not found: the MCP endpoint is elsewhere");
+		return 0;
+	}
+	st = mc_mcp_check_origin(m, req, &why);
+	if (st != 0) {
+		mc_reply_rpc_error(reply, st, NULL, MC_RPC_INVALID_REQUEST, why);
+		return 0;
+	}
+	if (mc_http_eq(req->method, "POST"))
+		return mc_mcp_post(m, req, body, body_len, token, reply);
+	if (mc_http_eq(req->method, "DELETE"))
+		return mc_mcp_delete(m, req, token, reply);
+	if (mc_http_eq(req->method, "GET")) {
+		const struct mc_http_str *pv = mc_http_header(req, "MCP-Protocol-Version");
+
+		if (pv != NULL && !mc_session_header_version_ok(pv->p, pv->n)) {
+			mc_reply_rpc_error(reply, 400, NULL, MC_RPC_INVALID_REQUEST,
+			    "unsupported MCP-Protocol-Version (supported: 2025-11-25, 2025-06-18, 2025-03-26)");
+			return 0;
+		}
+		return mc_mcp_get(m, req, reply);
+	}
+	mc_reply_rpc_error(reply, 405, NULL, MC_RPC_INVALID_REQUEST,
+	    "method not allowed: POST a JSON-RPC message, GET the session's SSE stream, "
+	    "DELETE to end the session");
+	mc_reply_header(reply, "Allow", "GET, POST, DELETE");
+	return 0;
+}
+
+/* ---- completions -------------------------------------------------------- */
+
+static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct mc_state_res *res,
+    struct mc_mcp_reply *reply)
+{
+	bool ok = res->status == MCPCORE__STATE_RESULT__STATUS__OK;
+
+	switch (p->kind) {
+	case MC_P_INIT:
+		if (!ok) {
+			mc_reply_rpc_error(reply, 500, p->rpc_id, MC_RPC_INTERNAL_ERROR,
+			    "cannot store the session");
+			break;
+		}
+		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_mcp_init_result(&p->sess)));
+		mc_reply_header(reply, "Mcp-Session-Id", p->sess.id);
+		mc_log_info("mcp_session_created", "{s:s, s:s, s:s}", "correlation_id", p->sess.id,
+		    "version", p->sess.version, "client", p->sess.client);
+		break;
+	case MC_P_READY:
+		if (ok)
+			mc_reply_empty(reply, 202);
+		else
+			mc_reply_rpc_error(reply, 500, NULL, MC_RPC_INTERNAL_ERROR,
+			    "cannot store the session");
+		break;
+	case MC_P_LEVEL:
+		if (ok)
+			mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, json_object()));
+		else
+			mc_reply_rpc_error(reply, 200, p->rpc_id, MC_RPC_INTERNAL_ERROR,
+			    "cannot store the session");
+		break;
+	case MC_P_DELETE:
+		if (ok) {
+			mc_reply_empty(reply, 200);
+			mc_log_info("mcp_session_ended", "{s:s}", "correlation_id", p->sess.id);
+		} else {
+			mc_reply_rpc_error(reply, 404, NULL, MC_RPC_NO_SESSION, "session not found");
+		}
+		break;
+	case MC_P_TOOL:
+		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_tools_finish(&p->tool, res)));
+		break;
+	}
+	(void)m;
+}
+
+static void mc_mcp_remove(struct mc_mcp *m, unsigned i)
+{
+	mc_pending_clear(&m->p[i]);
+	m->p[i] = m->p[--m->np];
+}
+
+int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res *res)
+{
+	for (unsigned i = 0; i < m->np; i++) {
+		struct mc_mcp_reply reply;
+
+		if (m->p[i].op != id)
+			continue;
+		memset(&reply, 0, sizeof(reply));
+		mc_mcp_complete(m, &m->p[i], res, &reply);
+		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
+		mc_mcp_remove(m, i);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns)
+{
+	for (unsigned i = 0; i < m->np;) {
+		struct mc_mcp_reply reply;
+
+		if (now_ns < m->p[i].start_ns || now_ns - m->p[i].start_ns < timeout_ns) {
+			i++;
+			continue;
+		}
+		memset(&reply, 0, sizeof(reply));
+		mc_reply_rpc_error(&reply, 503, m->p[i].rpc_id, MC_RPC_SERVER_BUSY,
+		    "server busy: the state manager did not answer within the request timeout "
+		    "(the change may or may not have been applied)");
+		mc_reply_header(&reply, "Retry-After", "1");
+		mc_log_warn("mcp_request_timeout", "{s:I}", "op", (json_int_t)m->p[i].op);
+		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
+		mc_mcp_remove(m, i);
+	}
+	return m->np;
+}

@@ -1,0 +1,949 @@
+/*
+ * server.c - the protocol worker's one thread: an HTTP/1.1 server on
+ * io_uring for the MCP endpoint, and the worker duties (heartbeat, ping,
+ * state replies) that the shared loop (worker.c) would otherwise do.
+ *
+ * One thread, because the frame API is single-threaded per process
+ * (mc_frame.h) and the thread that sends state requests must be the one
+ * that takes their replies.  The loop:
+ *   1. take frames: StateReply results finish parked requests (mcp.c),
+ *      Control pings are answered, anything else is released;
+ *   2. every 100 ms: heartbeat, timeouts, bind retry;
+ *   3. wait for socket completions: up to 100 ms when nothing is parked;
+ *      while state ops are in flight, sleep on the doorbell in slices of
+ *      200 us instead, peeking at the completion queue between slices, so
+ *      a reply is picked up within microseconds and sockets within 200 us.
+ *
+ * SOCKETS
+ * One multishot accept on the listener; one multishot recv per connection
+ * into a ring of provided buffers (copied into the connection's own
+ * buffer at once, and the buffer handed back); one send at a time.
+ * A connection is freed only when no operation of it is in flight:
+ * closing = shutdown(2) (which ends the multishot recv and any send), then
+ * close(2) + free once the last completion has come back, so no
+ * completion ever names a freed connection.
+ *
+ * HTTP
+ * Heads are parsed by mc_http.h (strict; its limits are [protocol]
+ * max_header_size for the head and [memory] max_message_size for
+ * Content-Length, so an oversized body is 413 before it is read); the body
+ * is Content-Length bytes (chunked bodies: 411; "Expect: 100-continue" gets
+ * its interim 100 before the body is awaited).  Keep-alive and
+ * pipelining: one request is handled at a time per connection, bytes of
+ * the next wait in the buffer.  Timeouts: a connection with no request
+ * under way is closed after [protocol] idle_timeout_ms; a request whose
+ * head and body are not complete within request_timeout_ms of its first
+ * byte gets 408 and the connection closes (slow clients); a request parked
+ * on the state worker longer than request_timeout_ms gets "server busy".
+ * A GET that opens an SSE stream (mcp.c) turns its connection into a
+ * stream: response head without a length, no further requests read, a
+ * keep-alive comment every 15 s, closed when the peer closes.
+ * Beyond [core] max_connections, up to MC_SRV_REJECT_SLOTS more connections
+ * are accepted only to answer their request 503; past that they are
+ * closed at once.
+ */
+#include "mc_protocol.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mc_frame.h"
+#include "mc_log.h"
+#include "mc_proto.h"
+#include "mc_ring.h"
+#include "mc_util.h"
+#include "mc_worker.h"
+
+#define MC_SRV_QUEUE         4096
+#define MC_SRV_BUFS          256             /* provided recv buffers */
+#define MC_SRV_BUF_SIZE      16384
+#define MC_SRV_BGID          1
+#define MC_SRV_REJECT_SLOTS  64
+#define MC_SRV_TICK_NS       100000000ULL    /* heartbeat / timeouts */
+#define MC_SRV_SLICE_NS      200000ULL       /* doorbell slice while ops are in flight */
+#define MC_SRV_BIND_RETRY_NS 2000000000ULL
+#define MC_SRV_FRAME_BATCH   256
+#define MC_SRV_IDX_BITS      24
+#define MC_SRV_KEEP_BUF      16384           /* input buffer kept between requests */
+#define MC_SRV_SSE_PING_NS   15000000000ULL  /* keep-alive comment on idle SSE streams */
+
+enum { MC_OP_ACCEPT = 1, MC_OP_RECV, MC_OP_SEND };
+
+struct mc_conn {
+	int      fd;
+	uint32_t idx;
+	uint64_t serial;                /* token = serial << IDX_BITS | idx */
+	unsigned inflight;              /* operations whose completion is due */
+	bool     recv_armed, sending, waiting, closing, close_after, reject, have_head;
+	bool     interim, continued;      /* a 100 Continue is being / was sent */
+	bool     stream;                 /* an SSE stream: see mc_srv_stream_tick */
+	uint64_t stream_ns;             /* last keep-alive on it */
+	bool     draining;               /* answered with close: reading to EOF (so the
+	                                   peer sees the answer, not a reset) */
+	uint64_t last_ns;               /* last activity (idle timeout) */
+	uint64_t req_start_ns;          /* first byte of the request under way, 0 = none */
+	char    *in;
+	size_t   in_len, in_cap;
+	size_t   need;                  /* head + body, once the head is parsed */
+	char    *out;
+	size_t   out_len, out_off;
+	struct mc_http_parser parser;
+	struct mc_http_request req;
+};
+
+struct mc_srv {
+	struct mc_worker *w;
+	const struct mc_config *cfg;
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	char    *bufs;
+	int      lfd;
+	bool     accepting;
+	bool     loopback;
+	int      last_bind_err;
+	uint64_t next_bind_ns;
+	struct mc_http_limits lim;
+	struct mc_mcp *mcp;
+	struct mc_conn **conn;
+	uint32_t nslots;                /* max_connections + reject slots */
+	uint32_t nconn;
+	uint32_t nfree;
+	uint32_t *freelist;
+	uint64_t serial;
+	struct mc_state_batch batch;
+};
+
+static inline uint64_t mc_srv_ud(uint32_t idx, int op)
+{
+	return ((uint64_t)idx << 8) | (uint64_t)op;
+}
+
+static struct io_uring_sqe *mc_srv_sqe(struct mc_srv *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+
+	if (sqe == NULL) {
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+/* ---- listening ------------------------------------------------------------ */
+
+int mc_protocol_addr(const char *listen, struct sockaddr_storage *ss, unsigned *len,
+    bool *loopback)
+{
+	char host[64];
+	const char *colon;
+	size_t n;
+	long port;
+	bool v6 = listen[0] == '[';
+
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		const char *close = strchr(listen, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -EINVAL;
+		n = (size_t)(close - listen - 1);
+		colon = close + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return -EINVAL;
+		n = (size_t)(colon - listen);
+	}
+	if (n == 0 || n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, v6 ? listen + 1 : listen, n);
+	host[n] = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (port < 1 || port > 65535)
+		return -EINVAL;
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+			return -EINVAL;
+		*loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+		*len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -EINVAL;
+		*loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+		*len = sizeof(*a);
+	}
+	return 0;
+}
+
+static void mc_srv_arm_accept(struct mc_srv *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->accepting || s->lfd < 0)
+		return;
+	sqe = mc_srv_sqe(s);
+	if (sqe == NULL)
+		return;
+	io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, mc_srv_ud(0, MC_OP_ACCEPT));
+	s->accepting = true;
+}
+
+static void mc_srv_try_bind(struct mc_srv *s)
+{
+	struct sockaddr_storage ss;
+	unsigned len = 0;
+	int fd, one = 1, rc;
+
+	rc = mc_protocol_addr(s->cfg->protocol_listen, &ss, &len, &s->loopback);
+	if (rc == 0) {
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			rc = -errno;
+		} else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+			rc = -errno;
+			close(fd);
+		} else {
+			s->lfd = fd;
+		}
+	}
+	if (rc) {
+		if (rc != s->last_bind_err)
+			mc_log_warn("mcp_listen_failed", "{s:s, s:s, s:s}", "listen",
+			    s->cfg->protocol_listen, "error", mc_strerror(rc), "message",
+			    "cannot serve MCP yet; retrying every 2 s");
+		s->last_bind_err = rc;
+		s->next_bind_ns = mc_now_ns() + MC_SRV_BIND_RETRY_NS;
+		return;
+	}
+	mc_log_info("mcp_listening", "{s:s, s:s}", "listen", s->cfg->protocol_listen, "path",
+	    s->cfg->protocol_path);
+	mc_srv_arm_accept(s);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void mc_srv_close(struct mc_conn *c)
+{
+	if (!c->closing) {
+		c->closing = true;
+		shutdown(c->fd, SHUT_RDWR);
+	}
+}
+
+/* Free a closing connection once nothing of it is in flight. */
+static void mc_srv_reap(struct mc_srv *s, struct mc_conn *c)
+{
+	if (!c->closing || c->inflight > 0 || c->waiting)
+		return;
+	close(c->fd);
+	s->conn[c->idx] = NULL;
+	s->freelist[s->nfree++] = c->idx;
+	s->nconn--;
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static void mc_srv_arm_recv(struct mc_srv *s, struct mc_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->closing)
+		return;
+	sqe = mc_srv_sqe(s);
+	if (sqe == NULL) {
+		mc_srv_close(c);
+		return;
+	}
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = MC_SRV_BGID;
+	io_uring_sqe_set_data64(sqe, mc_srv_ud(c->idx, MC_OP_RECV));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+static void mc_srv_arm_send(struct mc_srv *s, struct mc_conn *c)
+{
+	struct io_uring_sqe *sqe = mc_srv_sqe(s);
+
+	if (sqe == NULL) {
+		mc_srv_close(c);
+		return;
+	}
+	io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, mc_srv_ud(c->idx, MC_OP_SEND));
+	c->sending = true;
+	c->inflight++;
+}
+
+/* Queue a response on c (takes reply->body). */
+static void mc_srv_respond(struct mc_srv *s, struct mc_conn *c, struct mc_mcp_reply *r)
+{
+	char head[768];
+	int n;
+
+	if (r->close)
+		c->close_after = true;
+	if (r->stream) {
+		/* no length: the stream's body ends when the connection does */
+		c->stream = true;
+		c->stream_ns = mc_now_ns();
+		n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s"
+		    "Connection: close\r\n\r\n", r->status, mc_http_reason(r->status), r->ctype,
+		    r->headers);
+	} else {
+		n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s"
+		    "Connection: %s\r\n\r\n", r->status, mc_http_reason(r->status),
+		    r->ctype ? "Content-Type: " : "", r->ctype ? r->ctype : "", r->ctype ? "\r\n" : "",
+		    r->body_len, r->headers, c->close_after ? "close" : "keep-alive");
+	}
+	free(c->out);
+	c->out = malloc((size_t)n + r->body_len);
+	if (c->out == NULL) {
+		mc_mcp_reply_free(r);
+		mc_srv_close(c);
+		return;
+	}
+	memcpy(c->out, head, (size_t)n);
+	if (r->body_len)
+		memcpy(c->out + n, r->body, r->body_len);
+	c->out_len = (size_t)n + r->body_len;
+	c->out_off = 0;
+	mc_mcp_reply_free(r);
+	mc_srv_arm_send(s, c);
+}
+
+static void mc_srv_respond_status(struct mc_srv *s, struct mc_conn *c, int status,
+    const char *why, bool close_after)
+{
+	struct mc_mcp_reply r;
+	json_t *doc = mc_rpc_error(NULL, MC_RPC_INVALID_REQUEST, why, NULL);
+
+	memset(&r, 0, sizeof(r));
+	r.status = status;
+	r.body = json_dumps(doc, JSON_COMPACT);
+	r.body_len = r.body ? strlen(r.body) : 0;
+	r.ctype = "application/json";
+	json_decref(doc);
+	if (status == 503)
+		snprintf(r.headers, sizeof(r.headers), "Retry-After: 1\r\n");
+	c->close_after = c->close_after || close_after;
+	mc_srv_respond(s, c, &r);
+}
+
+/* The request's strings point into c->in: move them with the buffer
+ * (old is the buffer's address before it moved, as a number). */
+static void mc_srv_rebase(struct mc_conn *c, uintptr_t old)
+{
+	struct mc_http_request *q = &c->req;
+	struct mc_http_str *strs[] = { &q->method, &q->target, &q->path, &q->query, &q->host };
+
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (strs[i]->p != NULL)
+			strs[i]->p = c->in + ((uintptr_t)strs[i]->p - old);
+	for (uint32_t i = 0; i < q->nheaders; i++) {
+		q->headers[i].name.p = c->in + ((uintptr_t)q->headers[i].name.p - old);
+		q->headers[i].value.p = c->in + ((uintptr_t)q->headers[i].value.p - old);
+	}
+}
+
+static int mc_srv_append(struct mc_conn *c, const char *p, size_t n)
+{
+	if (c->in_len + n > c->in_cap) {
+		size_t cap = c->in_cap ? c->in_cap : 4096;
+		char *nb;
+
+		while (cap < c->in_len + n)
+			cap *= 2;
+		/* malloc + copy, not realloc: the head's strings are rebased from
+		 * the old address, which is freed only afterwards */
+		nb = malloc(cap);
+		if (nb == NULL)
+			return -ENOMEM;
+		if (c->in_len)
+			memcpy(nb, c->in, c->in_len);
+		{
+			char *old = c->in;
+
+			c->in = nb;
+			if (c->have_head)
+				mc_srv_rebase(c, (uintptr_t)old);
+			free(old);
+		}
+		c->in_cap = cap;
+	}
+	memcpy(c->in + c->in_len, p, n);
+	c->in_len += n;
+	return 0;
+}
+
+static inline uint64_t mc_srv_token(const struct mc_conn *c)
+{
+	return (c->serial << MC_SRV_IDX_BITS) | c->idx;
+}
+
+/* A client that sent "Expect: 100-continue" waits for a go-ahead before
+ * sending the body (curl does for bodies over 1 KiB): give it, once. */
+static void mc_srv_expect(struct mc_srv *s, struct mc_conn *c)
+{
+	static const char go[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	const struct mc_http_str *e = mc_http_header(&c->req, "Expect");
+
+	if (e == NULL || c->continued || c->req.version_minor < 1 ||
+	    !mc_http_caseeq(*e, "100-continue"))
+		return;
+	c->continued = true;
+	free(c->out);
+	c->out = malloc(sizeof(go) - 1);
+	if (c->out == NULL) {
+		mc_srv_close(c);
+		return;
+	}
+	memcpy(c->out, go, sizeof(go) - 1);
+	c->out_len = sizeof(go) - 1;
+	c->out_off = 0;
+	c->interim = true;
+	mc_srv_arm_send(s, c);
+}
+
+/* Parse and handle what c->in holds, if no request of c is under way. */
+static void mc_srv_process(struct mc_srv *s, struct mc_conn *c)
+{
+	struct mc_mcp_reply r;
+
+	if (c->closing || c->waiting || c->sending || c->draining || c->stream)
+		return;
+	if (!c->have_head) {
+		if (c->in_len == 0)
+			return;
+		if (c->req_start_ns == 0)
+			c->req_start_ns = mc_now_ns();
+		switch (mc_http_parse(&c->parser, c->in, c->in_len, &c->req)) {
+		case MC_HTTP_AGAIN:
+			return;
+		case MC_HTTP_ERROR:
+			mc_log_debug("mcp_bad_request", "{s:i, s:s}", "status", c->parser.status,
+			    "error", c->parser.error);
+			mc_srv_respond_status(s, c, c->parser.status, c->parser.error, true);
+			return;
+		case MC_HTTP_DONE:
+			break;
+		}
+		c->have_head = true;
+		c->close_after = !c->req.keep_alive;
+		if (c->req.chunked) {
+			mc_srv_respond_status(s, c, 411, "chunked bodies are not accepted: send Content-Length", true);
+			return;
+		}
+		c->need = c->req.head_len + (c->req.content_length > 0 ? (size_t)c->req.content_length : 0);
+	}
+	if (c->in_len < c->need) {
+		mc_srv_expect(s, c);
+		return;
+	}
+	if (c->reject) {
+		mc_srv_respond_status(s, c, 503, "too many connections ([core] max_connections)", true);
+		return;
+	}
+	if (mc_mcp_handle(s->mcp, &c->req, c->in + c->req.head_len, c->need - c->req.head_len,
+	    mc_srv_token(c), &r) == 1) {
+		c->waiting = true;
+		return;
+	}
+	mc_srv_respond(s, c, &r);
+}
+
+/* A response is out: drop its request's bytes, go on with the next. */
+static void mc_srv_sent(struct mc_srv *s, struct mc_conn *c)
+{
+	if (c->stream) {
+		free(c->out);   /* headers or a keep-alive are out; the stream stays */
+		c->out = NULL;
+		c->last_ns = mc_now_ns();
+		return;
+	}
+	if (c->close_after) {
+		/* closing with unread bytes would reset the connection and could
+		 * destroy the answer in flight: stop sending, read to EOF */
+		c->draining = true;
+		c->last_ns = mc_now_ns();
+		shutdown(c->fd, SHUT_WR);
+		return;
+	}
+	memmove(c->in, c->in + c->need, c->in_len - c->need);
+	c->in_len -= c->need;
+	free(c->out);
+	c->out = NULL;
+	/* an idle keep-alive connection keeps a small buffer, not its
+	 * largest request's (10 000 connections x 1 MiB would not fit) */
+	if (c->in_cap > MC_SRV_KEEP_BUF && c->in_len <= MC_SRV_KEEP_BUF / 2) {
+		char *nb = malloc(MC_SRV_KEEP_BUF);
+
+		if (nb != NULL) {
+			memcpy(nb, c->in, c->in_len);
+			free(c->in);
+			c->in = nb;
+			c->in_cap = MC_SRV_KEEP_BUF;
+		}
+	}
+	c->need = 0;
+	c->have_head = false;
+	c->continued = false;
+	c->req_start_ns = 0;
+	mc_http_parser_reset(&c->parser);
+	c->last_ns = mc_now_ns();
+	mc_srv_process(s, c);
+}
+
+static void mc_srv_on_accept(struct mc_srv *s, int res, unsigned flags)
+{
+	struct mc_conn *c;
+	int one = 1;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		s->accepting = false;   /* re-armed on the next tick */
+	if (res < 0)
+		return;
+	if (s->nfree == 0) {
+		close(res);             /* beyond even the 503 slots */
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(res);
+		return;
+	}
+	setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->fd = res;
+	c->idx = s->freelist[--s->nfree];
+	c->serial = ++s->serial;
+	c->reject = s->nconn >= s->cfg->max_connections;
+	c->last_ns = mc_now_ns();
+	mc_http_parser_init(&c->parser, &s->lim);
+	s->conn[c->idx] = c;
+	s->nconn++;
+	mc_srv_arm_recv(s, c);
+}
+
+static void mc_srv_on_recv(struct mc_srv *s, struct mc_conn *c, int res, unsigned flags)
+{
+	if (!(flags & IORING_CQE_F_MORE)) {
+		c->recv_armed = false;
+		c->inflight--;
+	}
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		char *buf = s->bufs + (size_t)bid * MC_SRV_BUF_SIZE;
+
+		if (res > 0 && !c->closing && !c->draining && !c->stream) {
+			/* bound what a client may queue while a request is handled */
+			if (c->in_len + (size_t)res > (size_t)s->lim.max_head + s->lim.max_body + 65536 ||
+			    mc_srv_append(c, buf, (size_t)res) != 0)
+				mc_srv_close(c);
+			c->last_ns = mc_now_ns();
+		}
+		io_uring_buf_ring_add(s->br, buf, MC_SRV_BUF_SIZE, (unsigned short)bid,
+		    io_uring_buf_ring_mask(MC_SRV_BUFS), 0);
+		io_uring_buf_ring_advance(s->br, 1);
+	}
+	if (res == 0 || (res < 0 && res != -ENOBUFS)) {
+		mc_srv_close(c);        /* peer closed, reset, or we shut it down */
+		return;
+	}
+	if (!c->recv_armed)
+		mc_srv_arm_recv(s, c);  /* ran out of buffers, or the kernel stopped it */
+	mc_srv_process(s, c);
+}
+
+static void mc_srv_on_send(struct mc_srv *s, struct mc_conn *c, int res)
+{
+	c->inflight--;
+	c->sending = false;
+	if (res <= 0 || c->closing) {
+		mc_srv_close(c);
+		return;
+	}
+	c->out_off += (size_t)res;
+	c->last_ns = mc_now_ns();
+	if (c->out_off < c->out_len) {
+		mc_srv_arm_send(s, c);
+	} else if (c->interim) {
+		c->interim = false;     /* 100 Continue out: the request goes on */
+		mc_srv_process(s, c);
+	} else {
+		mc_srv_sent(s, c);
+	}
+}
+
+/* mcp.c finished a parked request. */
+static void mc_srv_deliver(void *ctx, uint64_t token, struct mc_mcp_reply *reply)
+{
+	struct mc_srv *s = ctx;
+	uint32_t idx = (uint32_t)(token & ((1u << MC_SRV_IDX_BITS) - 1));
+	struct mc_conn *c = idx < s->nslots ? s->conn[idx] : NULL;
+
+	if (c == NULL || c->serial != token >> MC_SRV_IDX_BITS || !c->waiting) {
+		mc_mcp_reply_free(reply);
+		return;
+	}
+	c->waiting = false;
+	if (c->closing) {
+		mc_mcp_reply_free(reply);
+		mc_srv_reap(s, c);
+		return;
+	}
+	mc_srv_respond(s, c, reply);
+}
+
+static int64_t mc_srv_state_send(void *ctx, const struct mc_state_req *r)
+{
+	struct mc_srv *s = ctx;
+	int64_t id;
+	int rc;
+
+	mc_state_batch_init(&s->batch);
+	id = mc_state_batch_add(&s->w->seg, &s->batch, r);
+	if (id < 0)
+		return id;
+	rc = mc_state_batch_send(&s->w->seg, &s->batch);
+	if (rc) {
+		mc_state_batch_init(&s->batch);         /* drop it: the caller answers busy */
+		return rc;
+	}
+	return id;
+}
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+/* An SSE stream carries nothing yet but a comment now and then, so that
+ * proxies and clients see it alive (and a dead peer is noticed). */
+static void mc_srv_stream_tick(struct mc_srv *s, struct mc_conn *c, uint64_t now)
+{
+	static const char ka[] = ": keep-alive\n\n";
+
+	if (c->sending || now - c->stream_ns < MC_SRV_SSE_PING_NS)
+		return;
+	c->stream_ns = now;
+	free(c->out);
+	c->out = malloc(sizeof(ka) - 1);
+	if (c->out == NULL) {
+		mc_srv_close(c);
+		return;
+	}
+	memcpy(c->out, ka, sizeof(ka) - 1);
+	c->out_len = sizeof(ka) - 1;
+	c->out_off = 0;
+	mc_srv_arm_send(s, c);
+}
+
+static void mc_srv_timeouts(struct mc_srv *s, uint64_t now)
+{
+	uint64_t idle = (uint64_t)s->cfg->protocol_idle_timeout_ms * 1000000ULL;
+	uint64_t req = (uint64_t)s->cfg->protocol_request_timeout_ms * 1000000ULL;
+
+	mc_mcp_expire(s->mcp, now, req);
+	for (uint32_t i = 0; i < s->nslots; i++) {
+		struct mc_conn *c = s->conn[i];
+
+		if (c == NULL || c->closing || c->waiting)
+			continue;
+		if (c->stream) {
+			mc_srv_stream_tick(s, c, now);
+		} else if (c->draining) {
+			if (now - c->last_ns > 2000000000ULL)
+				mc_srv_close(c);
+		} else if (c->sending) {
+			if (now - c->last_ns > idle)
+				mc_srv_close(c);        /* the peer stopped reading */
+		} else if (c->req_start_ns != 0) {
+			if (now - c->req_start_ns > req)
+				mc_srv_respond_status(s, c, 408,
+				    "request not complete within [protocol] request_timeout_ms", true);
+		} else if (now - c->last_ns > idle) {
+			mc_srv_close(c);
+		}
+		mc_srv_reap(s, c);
+	}
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+static void mc_srv_state_reply(struct mc_srv *s, const struct mc_frame *f)
+{
+	Mcpcore__StateReply *rep = (Mcpcore__StateReply *)mc_proto_unpack(f);
+
+	if (rep == NULL)
+		return;
+	for (size_t i = 0; i < rep->n_results; i++) {
+		const Mcpcore__StateResult *r = rep->results[i];
+		struct mc_state_res res;
+
+		memset(&res, 0, sizeof(res));
+		res.status = r->status;
+		res.version = r->version;
+		snprintf(res.error, sizeof(res.error), "%s", r->error ? r->error : "");
+		/* not ours: a reply to an earlier incarnation, or already timed out */
+		(void)mc_mcp_state_result(s->mcp, r->id, &res);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+/* Answer a PING like every worker does (worker.c). */
+static void mc_srv_control(struct mc_srv *s, const struct mc_msg *m)
+{
+	Mcpcore__Control *in = (Mcpcore__Control *)mc_proto_unpack(m->frame);
+	Mcpcore__Control out = MCPCORE__CONTROL__INIT;
+
+	if (in == NULL)
+		return;
+	if (in->op == MCPCORE__CONTROL__OP__PING) {
+		out.op = MCPCORE__CONTROL__OP__PONG;
+		out.nonce = in->nonce;
+		out.sent_ns = in->sent_ns;
+		out.worker = (char *)s->w->name;
+		out.generation = s->w->seg.generation;
+		out.pid = getpid();
+		out.handled = s->w->handled;
+		(void)mc_proto_send(&s->w->seg, &out.base, 1ULL << m->src);
+	}
+	protobuf_c_message_free_unpacked(&in->base, NULL);
+}
+
+static int mc_srv_frames(struct mc_srv *s)
+{
+	int n = 0;
+
+	while (n < MC_SRV_FRAME_BATCH) {
+		struct mc_msg m;
+
+		if (mc_recv(&s->w->seg, &m) != 0)
+			break;
+		if (m.frame->f_kind == MC_FK_STATE_REPLY)
+			mc_srv_state_reply(s, m.frame);
+		else if (m.frame->f_kind == MC_FK_CONTROL)
+			mc_srv_control(s, &m);
+		s->w->handled++;
+		mc_frame_release(&s->w->seg, &m);
+		n++;
+	}
+	return n;
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void mc_srv_completions(struct mc_srv *s)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	io_uring_for_each_cqe(&s->ring, head, cqe) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		int op = (int)(ud & 0xff);
+		uint32_t idx = (uint32_t)(ud >> 8);
+		struct mc_conn *c = NULL;
+
+		seen++;
+		if (op == MC_OP_ACCEPT) {
+			mc_srv_on_accept(s, cqe->res, cqe->flags);
+			continue;
+		}
+		c = idx < s->nslots ? s->conn[idx] : NULL;
+		if (c == NULL)
+			continue;
+		if (op == MC_OP_RECV)
+			mc_srv_on_recv(s, c, cqe->res, cqe->flags);
+		else if (op == MC_OP_SEND)
+			mc_srv_on_send(s, c, cqe->res);
+		mc_srv_reap(s, c);
+	}
+	io_uring_cq_advance(&s->ring, seen);
+}
+
+static void mc_srv_wait(struct mc_srv *s)
+{
+	struct io_uring_cqe *cqe;
+
+	if (mc_mcp_inflight(s->mcp) > 0) {
+		io_uring_submit(&s->ring);
+		if (io_uring_cq_ready(&s->ring) == 0)
+			mc_ring_wait(&s->w->seg, 20000, MC_SRV_SLICE_NS);
+		return;
+	}
+	{
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = (long long)MC_SRV_TICK_NS };
+
+		(void)io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+	}
+}
+
+static void mc_srv_loop(struct mc_srv *s)
+{
+	uint64_t last_tick = 0;
+
+	mc_srv_try_bind(s);
+	mc_seg_ready(&s->w->seg);
+	mc_log_info("worker_ready", "{s:s, s:i}", "worker", s->w->name,
+	    "generation", (int)s->w->seg.generation);
+	while (!mc_worker_stopping()) {
+		uint64_t now;
+
+		mc_srv_frames(s);
+		mc_srv_completions(s);
+		now = mc_now_ns();
+		if (now - last_tick >= MC_SRV_TICK_NS) {
+			mc_seg_heartbeat(&s->w->seg);
+			mc_srv_timeouts(s, now);
+			if (s->lfd < 0 && now >= s->next_bind_ns)
+				mc_srv_try_bind(s);
+			mc_srv_arm_accept(s);
+			last_tick = now;
+		}
+		mc_srv_wait(s);
+	}
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static int mc_srv_bufs(struct mc_srv *s)
+{
+	size_t rsz = MC_SRV_BUFS * sizeof(struct io_uring_buf);
+	struct io_uring_buf_reg reg;
+	int rc;
+
+	s->br = mmap(NULL, rsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (s->br == MAP_FAILED) {
+		s->br = NULL;
+		return -errno;
+	}
+	s->bufs = malloc((size_t)MC_SRV_BUFS * MC_SRV_BUF_SIZE);
+	if (s->bufs == NULL)
+		return -ENOMEM;
+	io_uring_buf_ring_init(s->br);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)s->br;
+	reg.ring_entries = MC_SRV_BUFS;
+	reg.bgid = MC_SRV_BGID;
+	rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < MC_SRV_BUFS; i++)
+		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * MC_SRV_BUF_SIZE, MC_SRV_BUF_SIZE,
+		    (unsigned short)i, io_uring_buf_ring_mask(MC_SRV_BUFS), (int)i);
+	io_uring_buf_ring_advance(s->br, MC_SRV_BUFS);
+	return 0;
+}
+
+static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
+{
+	struct mc_mcp_env env;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->w = w;
+	s->cfg = w->cfg;
+	s->lfd = -1;
+	s->lim.max_head = s->cfg->protocol_max_header_size;
+	s->lim.max_headers = MC_HTTP_MAX_HEADERS;
+	s->lim.max_body = s->cfg->max_message_size;
+	s->nslots = s->cfg->max_connections + MC_SRV_REJECT_SLOTS;
+	if (s->nslots >= (1u << MC_SRV_IDX_BITS))
+		return -EINVAL;
+	s->conn = calloc(s->nslots, sizeof(*s->conn));
+	s->freelist = malloc(s->nslots * sizeof(*s->freelist));
+	if (s->conn == NULL || s->freelist == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nslots; i++)
+		s->freelist[i] = s->nslots - 1 - i;
+	s->nfree = s->nslots;
+	mc_state_batch_init(&s->batch);
+	s->batch.next_id = mc_wall_ns();        /* ids never reused across restarts */
+	rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, 0);
+	if (rc < 0)
+		return rc;
+	rc = mc_srv_bufs(s);
+	if (rc)
+		return rc;
+	memset(&env, 0, sizeof(env));
+	env.seg = &w->seg;
+	env.ctx = s;
+	env.state_send = mc_srv_state_send;
+	env.deliver = mc_srv_deliver;
+	env.path = s->cfg->protocol_path;
+	env.max_body = s->cfg->max_message_size;
+	/* the address decides Host checking; a bad one is logged at bind */
+	{
+		struct sockaddr_storage ss;
+		unsigned len;
+
+		if (mc_protocol_addr(s->cfg->protocol_listen, &ss, &len, &s->loopback) != 0)
+			s->loopback = true;
+	}
+	env.loopback = s->loopback;
+	return mc_mcp_create(&s->mcp, &env);
+}
+
+static void mc_srv_fini(struct mc_srv *s)
+{
+	for (uint32_t i = 0; s->conn != NULL && i < s->nslots; i++) {
+		struct mc_conn *c = s->conn[i];
+
+		if (c == NULL)
+			continue;
+		close(c->fd);
+		free(c->in);
+		free(c->out);
+		free(c);
+	}
+	if (s->lfd >= 0)
+		close(s->lfd);
+	mc_mcp_destroy(s->mcp);
+	if (s->ring.ring_fd > 0)
+		io_uring_queue_exit(&s->ring);
+	if (s->br != NULL)
+		munmap(s->br, MC_SRV_BUFS * sizeof(struct io_uring_buf));
+	free(s->bufs);
+	free(s->conn);
+	free(s->freelist);
+}
+
+int mc_protocol_serve(struct mc_worker *w)
+{
+	struct mc_srv *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (s == NULL)
+		return 1;
+	rc = mc_srv_init(s, w);
+	if (rc) {
+		mc_log_error("mcp_init_failed", "{s:s}", "error", mc_strerror(rc));
+		mc_srv_fini(s);
+		free(s);
+		return 1;
+	}
+	mc_srv_loop(s);
+	mc_log_info("worker_stopping", "{s:s, s:I}", "worker", w->name,
+	    "handled", (json_int_t)w->handled);
+	mc_srv_fini(s);
+	free(s);
+	return 0;
+}
