@@ -21,10 +21,8 @@
  */
 #include "mc_monitor.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +34,7 @@
 
 #include "mc_http.h"
 #include "mc_log.h"
+#include "mc_net.h"
 #include "mc_util.h"
 
 #define MC_HTTPD_MAXCONN   256
@@ -107,79 +106,6 @@ static void mc_httpd_count(struct mc_httpd *h, int status)
 
 /* ---- listening ------------------------------------------------------------ */
 
-/* "a.b.c.d:port" or "[v6]:port" (checked by the config reader). */
-static int mc_httpd_addr(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[64];
-	const char *colon;
-	size_t n;
-	long port;
-
-	memset(ss, 0, sizeof(*ss));
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -EINVAL;
-		n = (size_t)(close - listen - 1);
-		colon = close + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (colon == NULL)
-			return -EINVAL;
-		n = (size_t)(colon - listen);
-	}
-	if (n == 0 || n >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, listen[0] == '[' ? listen + 1 : listen, n);
-	host[n] = '\0';
-	port = strtol(colon + 1, NULL, 10);
-	if (port < 1 || port > 65535)
-		return -EINVAL;
-	if (listen[0] == '[') {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*a);
-	}
-	return 0;
-}
-
-/* A listening socket on h->listen: fd or -errno. */
-static int mc_httpd_bind(struct mc_httpd *h)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = 0;
-	int fd, one = 1, rc;
-
-	rc = mc_httpd_addr(h->listen, &ss, &len);
-	if (rc)
-		return rc;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* SO_REUSEADDR: a restarted monitor must not wait out TIME_WAIT.  Not
-	 * SO_REUSEPORT: two instances on one port would split the scrapes. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
 static void mc_httpd_arm_accept(struct mc_httpd *h)
 {
 	struct io_uring_sqe *sqe;
@@ -210,7 +136,7 @@ static void mc_httpd_arm_retry(struct mc_httpd *h, struct __kernel_timespec *ts)
 
 static void mc_httpd_try_bind(struct mc_httpd *h)
 {
-	int fd = mc_httpd_bind(h);
+	int fd = mc_net_listen(h->listen, 128, NULL);
 
 	if (fd < 0) {
 		if (fd != h->last_bind_err)
