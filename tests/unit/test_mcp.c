@@ -236,3 +236,45 @@ Test(mcp, failed_session_write_is_an_internal_error)
 	cr_assert_eq(rpc_code(&delivered), MC_RPC_INTERNAL_ERROR);
 	mc_mcp_reply_free(&delivered);
 }
+
+/* With [protocol] conformance_fixtures the initialize result advertises
+ * what the fixtures serve (resources with subscribe, prompts,
+ * completions); without, it does not. */
+static json_t *init_caps(bool fixtures)
+{
+	struct mc_mcp_env env = { .seg = NULL, .state_send = fake_send, .deliver = fake_deliver,
+	    .path = "/mcp", .loopback = true, .max_body = 1 << 20, .fixtures = fixtures };
+	struct mc_state_res ok = { .status = MCPCORE__STATE_RESULT__STATUS__OK, .version = 1 };
+	struct mc_mcp_reply r;
+	json_t *d, *caps;
+
+	mc_mcp_destroy(mcp);
+	cr_assert_eq(mc_mcp_create(&mcp, &env), 0);
+	cr_assert_eq(handle("POST", "/mcp", OK_HEADERS, init_body, &r), 1);
+	cr_assert_eq(mc_mcp_state_result(mcp, (uint64_t)next_op - 1, &ok), 0);
+	d = json_loadb(delivered.body, delivered.body_len, 0, NULL);
+	caps = json_incref(json_object_get(json_object_get(d, "result"), "capabilities"));
+	json_decref(d);
+	mc_mcp_reply_free(&delivered);
+	return caps;
+}
+
+Test(mcp, fixtures_capabilities)
+{
+	json_t *on = init_caps(true), *off = init_caps(false);
+
+	cr_assert(json_is_true(json_object_get(json_object_get(on, "resources"), "subscribe")));
+	cr_assert(json_is_object(json_object_get(on, "prompts")));
+	cr_assert(json_is_object(json_object_get(on, "completions")));
+	cr_assert(json_is_object(json_object_get(on, "tools")));
+	cr_assert_null(json_object_get(off, "resources"));
+	cr_assert_null(json_object_get(off, "prompts"));
+	json_decref(on);
+	json_decref(off);
+}
+
+Test(mcp, resource_update_without_subscribers_sends_nothing)
+{
+	cr_assert_eq(mc_mcp_resource_updated(mcp, "test://watched-resource"), 0);
+	cr_assert_eq(mc_mcp_inflight(mcp), 0);
+}

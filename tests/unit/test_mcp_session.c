@@ -107,6 +107,26 @@ Test(mcp_session, record_round_trip)
 	cr_assert_eq(mc_session_encode(&s, buf, 8), -ENOSPC);
 }
 
+Test(mcp_session, client_capabilities_kept_and_optional)
+{
+	struct mc_session s = { .state = MC_SESSION_READY, .log_level = 1,
+	    .client_caps = MC_CLIENT_SAMPLING | MC_CLIENT_ELICITATION }, t;
+	const char *old = "{\"v\":\"2025-06-18\",\"s\":2,\"l\":1,\"c\":\"x\"}";
+	char buf[256];
+	int n;
+
+	strcpy(s.version, "2025-11-25");
+	n = mc_session_encode(&s, buf, sizeof(buf));
+	cr_assert_gt(n, 0);
+	memset(&t, 0, sizeof(t));
+	cr_assert_eq(mc_session_decode(buf, (size_t)n, &t), 0);
+	cr_assert_eq(t.client_caps, MC_CLIENT_SAMPLING | MC_CLIENT_ELICITATION);
+	/* a record from before capabilities were kept: none declared */
+	t.client_caps = 7;
+	cr_assert_eq(mc_session_decode(old, strlen(old), &t), 0);
+	cr_assert_eq(t.client_caps, 0);
+}
+
 Test(mcp_session, record_refusals)
 {
 	struct mc_session t;

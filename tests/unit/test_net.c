@@ -47,7 +47,7 @@ Test(net, bad_addresses_are_einval)
 	static const char *const bad[] = {
 		"", ":80", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
 		"127.0.0.1:80x", "127.0.0.1:-1", "localhost:80", "[::1]80", "[::1:80",
-		"::1:80", "[127.0.0.1]:80", "256.0.0.1:80", "1.2.3:80",
+		"::1:80", "[127.0.0.1]:80", "[]:1", "3000", "256.0.0.1:80", "1.2.3:80",
 		"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:80",
 	};
 	struct sockaddr_storage ss;

@@ -9,6 +9,8 @@
  *               the state manager, session ids
  *   tools.c     the tools the runtime serves: their input schemas, a
  *               validator for those schemas, and the tools themselves
+ *   fixtures.c  the conformance suite's fixture tools, resources, prompts
+ *               and completions ([protocol] conformance_fixtures)
  *   mcp.c       one HTTP request -> one HTTP response: transport rules
  *               (headers, Host/Origin, session header, status codes) and
  *               MCP method dispatch; state writes go out asynchronously
@@ -93,7 +95,12 @@ struct mc_session {
 	int  state;                     /* enum mc_session_state */
 	int  log_level;                 /* index into mc_session_log_levels */
 	char client[64];                /* clientInfo.name, for logs */
+	int  client_caps;               /* MC_CLIENT_*: what the client declared at
+	                                   initialize (the server asks nothing else) */
 };
+
+#define MC_CLIENT_SAMPLING    1         /* capabilities.sampling */
+#define MC_CLIENT_ELICITATION 2         /* capabilities.elicitation */
 
 extern const char *const mc_session_versions[];     /* supported, newest first; NULL-ended */
 extern const char *const mc_session_log_levels[];   /* RFC 5424 names, debug..emergency */
@@ -180,6 +187,53 @@ void mc_tools_done(struct mc_tool_call *call);
 /* The runtime_status document (as `mcpcore status --json` prints). */
 json_t *mc_tools_status_doc(const struct mc_seg *seg);
 
+/* ---- fixtures.c ----------------------------------------------------------- */
+
+/* A fixture tool call: exactly one of result / request is set. */
+struct mc_fixture_call {
+	int tool;                       /* fixture index, for mc_fixtures_finish */
+	json_t *notes;                  /* notifications to send first (array) */
+	json_t *result;                 /* CallToolResult: answered now */
+	json_t *request;                /* {method, params} for the client; the
+	                                   result comes from its response */
+	bool deferred;                  /* result goes out on the resumed stream
+	                                   (SEP-1699 polling), not the POST's */
+};
+
+/* Fixture tool definitions (an array for tools/list): a new reference. */
+json_t *mc_fixtures_tools(void);
+
+/*
+ * Start a fixture tool call.  log_level is the session's (notifications/
+ * message below it are left out).  0 with *out filled (release with
+ * mc_fixtures_call_done); -ENOENT when params.name is no fixture tool;
+ * MC_RPC_INVALID_PARAMS with the reason in err; -ENOMEM.
+ */
+int mc_fixtures_call(const json_t *params, int log_level, struct mc_fixture_call *out,
+    char *err, size_t errlen);
+
+/* The CallToolResult once the client answered out->request: response is
+ * the client's JSON-RPC response (result or error).  A new reference. */
+json_t *mc_fixtures_finish(int tool, const json_t *response);
+
+void mc_fixtures_call_done(struct mc_fixture_call *c);
+
+/* resources/list and resources/templates/list results (new references). */
+json_t *mc_fixtures_resources(void);
+json_t *mc_fixtures_templates(void);
+
+/* resources/read of uri: 0 with *result (new), -ENOENT, -ENOMEM. */
+int mc_fixtures_read(const char *uri, json_t **result);
+bool mc_fixtures_resource_known(const char *uri);
+
+/* prompts/list result; prompts/get: 0 with *result, MC_RPC_INVALID_PARAMS
+ * with the reason in err, -ENOMEM. */
+json_t *mc_fixtures_prompts(void);
+int mc_fixtures_prompt(const json_t *params, json_t **result, char *err, size_t errlen);
+
+/* completion/complete result for params (never fails but on ENOMEM: NULL). */
+json_t *mc_fixtures_complete(const json_t *params);
+
 /* ---- mcp.c ---------------------------------------------------------------- */
 
 /* A response for the server to write. */
@@ -207,6 +261,12 @@ struct mc_mcp_env {
 	void *ctx;
 	int64_t (*state_send)(void *ctx, const struct mc_state_req *r);
 	void (*deliver)(void *ctx, uint64_t token, struct mc_mcp_reply *reply);
+	/* Add SSE bytes to the stream a reply with .stream opened (token as
+	 * given to mc_mcp_handle); end: the response is complete, close the
+	 * stream once they are out.  0, or -ENOENT (the stream is gone),
+	 * -ENOBUFS (its peer stopped reading: it was closed), -ENOMEM. */
+	int (*stream_push)(void *ctx, uint64_t token, const char *data, size_t len, bool end);
+	bool fixtures;                  /* [protocol] conformance_fixtures */
 	const char *path;               /* [protocol] path */
 	bool loopback;                  /* the listener is a loopback address */
 	uint64_t max_body;              /* [memory] max_message_size */
@@ -226,11 +286,18 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 /* A StateReply result arrived for op `id`; 0 if it was ours, -ENOENT. */
 int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res *res);
 
-/* Fail every call in flight for longer than timeout_ns ("server busy").
- * Returns how many are still in flight. */
+/* Fail every call in flight for longer than timeout_ns ("server busy"; a
+ * call waiting for a client's answer ends with that error on its SSE
+ * stream).  Returns how many are still in flight (of both kinds). */
 unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns);
 
-/* Calls in flight. */
+/* A resource changed: send notifications/resources/updated on the GET
+ * stream of every session subscribed to uri (that has one open).
+ * Returns how many were sent. */
+unsigned mc_mcp_resource_updated(struct mc_mcp *m, const char *uri);
+
+/* Calls waiting for the state worker (not those waiting for a client's
+ * answer to a request of ours). */
 unsigned mc_mcp_inflight(const struct mc_mcp *m);
 
 /* Release a reply's body. */
@@ -242,10 +309,5 @@ struct mc_worker;
 
 /* Run the front door and the worker duties until SIGTERM.  Exit status. */
 int mc_protocol_serve(struct mc_worker *w);
-
-/* "a.b.c.d:port" / "[v6]:port" -> sockaddr; *loopback set.  0 or -EINVAL. */
-struct sockaddr_storage;
-int mc_protocol_addr(const char *listen, struct sockaddr_storage *ss, unsigned *len,
-    bool *loopback);
 
 #endif /* MC_PROTOCOL_H */

@@ -7,9 +7,8 @@
  *   - Only [protocol] path is served (404 elsewhere).  POST carries one
  *     JSON-RPC message; DELETE ends a session; GET opens the session's
  *     server-to-client SSE stream (Accept must allow text/event-stream:
- *     406).  This cut sends nothing on it but keep-alive comments (the
- *     server has no notifications or requests of its own yet).  Other
- *     methods: 405 with Allow.
+ *     406); it carries resource update notifications (below) and the
+ *     server's keep-alive comments.  Other methods: 405 with Allow.
  *   - Host must name the listener when it is a loopback address (DNS
  *     rebinding: a foreign Host gets 403); an Origin, when sent, must be
  *     a loopback origin (or the Host itself on other listeners): 403.
@@ -24,6 +23,32 @@
  *     body; a message that cannot be handled at all (not JSON, invalid
  *     JSON-RPC, lifecycle violation) is answered 400 with a JSON-RPC
  *     error object (id when one could be read, else null).
+ *
+ * SERVER-TO-CLIENT MESSAGES (conformance fixtures, fixtures.c)
+ * A request whose handling sends notifications first (logging, progress)
+ * is answered 200 text/event-stream when the client accepts it: one
+ * "message" event per notification, then the response, in one body with
+ * a length.  A request that asks the client something (sampling,
+ * elicitation) is answered with an open SSE stream carrying the
+ * notifications and the server's request (id "mcpcore-N"); the client's
+ * response comes back in a later POST (answered 202), and the result then
+ * goes out on the stream, which ends there.  Those calls are parked in
+ * the pending list with kind MC_P_CLIENT and op 0 (state op ids are never
+ * 0); past the request timeout they end with an error result.  Only
+ * what the client declared at initialize is asked (session.client_caps);
+ * otherwise the tool fails with isError.
+ * Polling (SEP-1699, the test_reconnection fixture): the POST's stream
+ * gets a priming event (id, retry, no data) and ends; the result is kept
+ * in a small table (MC_MCP_RESUMES, oldest replaced) and starts the GET
+ * stream whose Last-Event-ID names that event.
+ * Resource subscriptions: a table of (session, uri) and a table of the
+ * sessions' open GET streams (the latest per session); an update
+ * (mc_mcp_resource_updated) goes out as notifications/resources/updated on
+ * the GET stream of each subscribed session that has one.  Both tables
+ * live in this process only: after a restart of the worker, clients
+ * reconnect their GET stream and subscribe again (a subscription is not
+ * part of the session record).  test://watched-resource changes once each
+ * time it is subscribed to, so a subscriber sees the notification.
  *
  * ASYNCHRONOUS WRITES
  * Session changes and the write tools go to the state worker as one
@@ -48,7 +73,8 @@
 #define MC_MCP_SERVER_VERSION "0.1.0"
 #define MC_RPC_NO_SESSION     (-32001)  /* implementation-defined: session not found */
 
-enum mc_pending_kind { MC_P_INIT = 1, MC_P_READY, MC_P_LEVEL, MC_P_DELETE, MC_P_TOOL };
+enum mc_pending_kind { MC_P_INIT = 1, MC_P_READY, MC_P_LEVEL, MC_P_DELETE, MC_P_TOOL,
+	MC_P_CLIENT };
 
 struct mc_pending {
 	uint64_t op;                    /* state op id */
@@ -58,12 +84,44 @@ struct mc_pending {
 	json_t *rpc_id;                 /* owned; NULL for notifications / DELETE */
 	struct mc_session sess;         /* MC_P_INIT: the new session */
 	struct mc_tool_call tool;       /* MC_P_TOOL */
+	int fixture;                    /* MC_P_CLIENT: the fixture tool */
+	char out_id[32];                /* MC_P_CLIENT: id of our request to the client */
+};
+
+#define MC_MCP_MAX_WATCHES 4096    /* subscriptions, all sessions together */
+#define MC_MCP_RESUMES     64       /* results kept for a resuming GET (oldest replaced) */
+#define MC_MCP_RETRY_MS    "500"    /* SSE retry: when a client should resume */
+
+/* A result whose POST stream was ended early, kept for the GET that
+ * resumes it (Last-Event-ID = event). */
+struct mc_resume {
+	char sid[MC_SESSION_ID_LEN + 1];
+	char event[32];
+	char *body;                     /* SSE bytes; NULL = free slot */
+	size_t len;
+};
+
+struct mc_watch {
+	char sid[MC_SESSION_ID_LEN + 1];
+	char uri[256];
+};
+
+struct mc_getstream {
+	char sid[MC_SESSION_ID_LEN + 1];
+	uint64_t token;                 /* the server's handle of the stream */
 };
 
 struct mc_mcp {
 	struct mc_mcp_env env;
 	struct mc_pending *p;
 	unsigned np, cap;
+	uint64_t next_out;              /* ids of requests to clients */
+	struct mc_watch *watch;         /* resource subscriptions */
+	unsigned nwatch, watch_cap;
+	struct mc_getstream *gs;        /* open GET streams, one per session */
+	unsigned ngs, gs_cap;
+	struct mc_resume resume[MC_MCP_RESUMES];
+	uint64_t next_event;            /* ids of priming events */
 };
 
 int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env)
@@ -98,13 +156,23 @@ void mc_mcp_destroy(struct mc_mcp *m)
 	for (unsigned i = 0; i < m->np; i++)
 		mc_pending_clear(&m->p[i]);
 	free(m->p);
+	free(m->watch);
+	free(m->gs);
+	for (unsigned i = 0; i < MC_MCP_RESUMES; i++)
+		free(m->resume[i].body);
 	mc_tools_fini();
 	free(m);
 }
 
 unsigned mc_mcp_inflight(const struct mc_mcp *m)
 {
-	return m->np;
+	unsigned n = 0;
+
+	/* calls waiting for a client's answer are not counted: the server
+	 * polls the state ring only while state ops are due */
+	for (unsigned i = 0; i < m->np; i++)
+		n += m->p[i].op != 0;
+	return n;
 }
 
 void mc_mcp_reply_free(struct mc_mcp_reply *r)
@@ -245,37 +313,51 @@ static bool mc_is_json_ctype(const struct mc_http_str *h)
 
 /* ---- pending writes ----------------------------------------------------- */
 
-/* Send r and park the request; NULL + *err on failure. */
-static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_req *r,
-    uint64_t token, enum mc_pending_kind kind, json_t *rpc_id, int *err)
+/* Room for one more pending entry: 0 or -ENOMEM. */
+static int mc_mcp_reserve(struct mc_mcp *m)
 {
-	struct mc_pending *p;
-	int64_t op;
-
 	if (m->np == m->cap) {
 		unsigned cap = m->cap ? 2 * m->cap : 16;
 		struct mc_pending *np = realloc(m->p, cap * sizeof(*np));
 
-		if (np == NULL) {
-			*err = -ENOMEM;
-			return NULL;
-		}
+		if (np == NULL)
+			return -ENOMEM;
 		m->p = np;
 		m->cap = cap;
 	}
-	op = m->env.state_send(m->env.ctx, r);
-	if (op < 0) {
-		*err = (int)op;
-		return NULL;
-	}
-	p = &m->p[m->np++];
+	return 0;
+}
+
+/* Take the reserved entry (mc_mcp_reserve succeeded). */
+static struct mc_pending *mc_mcp_take(struct mc_mcp *m, uint64_t op, uint64_t token,
+    enum mc_pending_kind kind, json_t *rpc_id)
+{
+	struct mc_pending *p = &m->p[m->np++];
+
 	memset(p, 0, sizeof(*p));
-	p->op = (uint64_t)op;
+	p->op = op;
 	p->token = token;
 	p->start_ns = mc_now_ns();
 	p->kind = kind;
 	p->rpc_id = rpc_id ? json_incref(rpc_id) : NULL;
 	return p;
+}
+
+/* Send r and park the request; NULL + *err on failure. */
+static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_req *r,
+    uint64_t token, enum mc_pending_kind kind, json_t *rpc_id, int *err)
+{
+	int64_t op;
+
+	*err = mc_mcp_reserve(m);
+	if (*err)
+		return NULL;
+	op = m->env.state_send(m->env.ctx, r);
+	if (op < 0) {
+		*err = (int)op;
+		return NULL;
+	}
+	return mc_mcp_take(m, (uint64_t)op, token, kind, rpc_id);
 }
 
 /* The state worker cannot take the op now: tell the client to retry. */
@@ -349,11 +431,26 @@ static int mc_mcp_initialize(struct mc_mcp *m, const struct mc_rpc_msg *msg, uin
 	snprintf(s.client, sizeof(s.client), "%s", client);
 	s.state = MC_SESSION_INITIALIZING;
 	s.log_level = mc_session_log_level("info");
+	if (json_is_object(json_object_get(caps, "sampling")))
+		s.client_caps |= MC_CLIENT_SAMPLING;
+	if (json_is_object(json_object_get(caps, "elicitation")))
+		s.client_caps |= MC_CLIENT_ELICITATION;
 	return mc_mcp_session_write(m, &s, token, MC_P_INIT, msg->id, reply);
 }
 
-static json_t *mc_mcp_init_result(const struct mc_session *s)
+static json_t *mc_mcp_init_result(const struct mc_mcp *m, const struct mc_session *s)
 {
+	if (m->env.fixtures)
+		return json_pack("{s:s, s:{s:{s:b}, s:{}, s:{s:b, s:b}, s:{s:b}, s:{}},"
+		    " s:{s:s, s:s, s:s}, s:s}",
+		    "protocolVersion", s->version,
+		    "capabilities", "tools", "listChanged", 0, "logging",
+		    "resources", "subscribe", 1, "listChanged", 0, "prompts", "listChanged", 0,
+		    "completions",
+		    "serverInfo", "name", MC_MCP_SERVER_NAME, "title", "mcpcore runtime",
+		    "version", MC_MCP_SERVER_VERSION,
+		    "instructions", "State manager tools (state_*), runtime_status, and the "
+		    "conformance suite's fixtures.");
 	return json_pack("{s:s, s:{s:{s:b}, s:{}}, s:{s:s, s:s, s:s}, s:s}",
 	    "protocolVersion", s->version,
 	    "capabilities", "tools", "listChanged", 0, "logging",
@@ -390,6 +487,416 @@ static void mc_mcp_correlation(const struct mc_session *s, const json_t *id, cha
 		snprintf(buf, len, "%s:%.64s", s->id, json_string_value(id));
 	else
 		snprintf(buf, len, "%s:%lld", s->id, (long long)json_integer_value(id));
+}
+
+/* ---- server-to-client messages ------------------------------------------ */
+
+/* Append one SSE "message" event carrying doc to *buf (malloc'd, *len
+ * bytes).  0 or -ENOMEM. */
+static int mc_sse_append(char **buf, size_t *len, const json_t *doc)
+{
+	char *js = json_dumps(doc, JSON_COMPACT);
+	size_t n = js ? strlen(js) : 0;
+	char *nb = js ? realloc(*buf, *len + n + 24) : NULL;
+
+	if (nb == NULL) {
+		free(js);
+		return -ENOMEM;
+	}
+	/* compact JSON has no newline, so one data line carries it */
+	*len += (size_t)sprintf(nb + *len, "event: message\ndata: %s\n\n", js);
+	*buf = nb;
+	free(js);
+	return 0;
+}
+
+/* The notifications, then last (if not NULL): an SSE body.  NULL on ENOMEM. */
+static char *mc_sse_body(const json_t *notes, const json_t *last, size_t *len)
+{
+	char *buf = NULL;
+	size_t i;
+	json_t *n;
+
+	*len = 0;
+	json_array_foreach(notes, i, n)
+		if (mc_sse_append(&buf, len, n) != 0)
+			goto fail;
+	if (last != NULL && mc_sse_append(&buf, len, last) != 0)
+		goto fail;
+	if (buf == NULL)
+		buf = calloc(1, 1);     /* nothing to send is not a failure */
+	return buf;
+fail:
+	free(buf);
+	return NULL;
+}
+
+static bool mc_mcp_accepts_sse(const struct mc_http_request *req)
+{
+	const struct mc_http_str *a = mc_http_header(req, "Accept");
+
+	return a != NULL && mc_accepts(a, "text/event-stream");
+}
+
+/* A fixture answered now: JSON, or SSE when it has notifications to send
+ * first and the client takes a stream. */
+static void mc_mcp_fixture_now(const struct mc_http_request *req, const struct mc_rpc_msg *msg,
+    struct mc_fixture_call *fc, struct mc_mcp_reply *reply)
+{
+	json_t *resp = mc_rpc_result(msg->id, fc->result);
+
+	fc->result = NULL;      /* stolen by mc_rpc_result */
+	if (json_array_size(fc->notes) == 0 || !mc_mcp_accepts_sse(req)) {
+		mc_reply_json(reply, 200, resp);
+		return;
+	}
+	reply->status = 200;
+	reply->body = mc_sse_body(fc->notes, resp, &reply->body_len);
+	reply->ctype = "text/event-stream";
+	json_decref(resp);
+	if (reply->body == NULL) {
+		reply->status = 500;
+		reply->close = true;
+		reply->ctype = NULL;
+		return;
+	}
+	mc_reply_header(reply, "Cache-Control", "no-cache");
+}
+
+/* A deferred fixture (SEP-1699 polling): the POST's stream gets only a
+ * priming event (an id, a retry time, no data) and ends; the result waits
+ * in the resume table for the GET whose Last-Event-ID names that event. */
+static void mc_mcp_fixture_defer(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    const struct mc_session *s, struct mc_fixture_call *fc, struct mc_mcp_reply *reply)
+{
+	struct mc_resume *r = &m->resume[m->next_event % MC_MCP_RESUMES];
+	json_t *resp = mc_rpc_result(msg->id, fc->result);
+	char prime[96];
+	int n;
+
+	fc->result = NULL;      /* stolen by mc_rpc_result */
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+	snprintf(r->sid, sizeof(r->sid), "%s", s->id);
+	snprintf(r->event, sizeof(r->event), "mcpcore-e%llu", (unsigned long long)++m->next_event);
+	r->body = resp ? mc_sse_body(NULL, resp, &r->len) : NULL;
+	json_decref(resp);
+	n = snprintf(prime, sizeof(prime), "id: %s\nretry: " MC_MCP_RETRY_MS "\ndata: \n\n", r->event);
+	reply->body = r->body ? strdup(prime) : NULL;
+	if (reply->body == NULL) {
+		mc_reply_busy(reply, msg->id, -ENOMEM);
+		return;
+	}
+	reply->body_len = (size_t)n;
+	reply->status = 200;
+	reply->ctype = "text/event-stream";
+	mc_reply_header(reply, "Cache-Control", "no-cache");
+}
+
+/* The resumed result for a GET with Last-Event-ID (moved into *body), or
+ * -ENOENT. */
+static int mc_mcp_resume_take(struct mc_mcp *m, const char *sid, const struct mc_http_str *last,
+    char **body, size_t *len)
+{
+	for (unsigned i = 0; last != NULL && i < MC_MCP_RESUMES; i++) {
+		struct mc_resume *r = &m->resume[i];
+
+		if (r->body == NULL || strcmp(r->sid, sid) != 0 || !mc_http_eq(*last, r->event))
+			continue;
+		*body = r->body;
+		*len = r->len;
+		r->body = NULL;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* A fixture that asks the client: open the stream with the notifications
+ * and our request, park the call until the client's response. */
+static void mc_mcp_fixture_ask(struct mc_mcp *m, const struct mc_http_request *req,
+    const struct mc_rpc_msg *msg, const struct mc_session *s, uint64_t token,
+    struct mc_fixture_call *fc, struct mc_mcp_reply *reply)
+{
+	struct mc_pending *p;
+	const char *meth = json_string_value(json_object_get(fc->request, "method"));
+	int need = strcmp(meth, "sampling/createMessage") == 0 ? MC_CLIENT_SAMPLING :
+	    MC_CLIENT_ELICITATION;
+	char id[32];
+
+	if (!(s->client_caps & need)) {
+		/* never ask what the client did not declare: the tool fails */
+		json_t *res = json_pack("{s:[{s:s, s:s+}], s:b}", "content", "type", "text", "text",
+		    "the client does not support ", meth, "isError", 1);
+
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, res));
+		return;
+	}
+	if (!mc_mcp_accepts_sse(req) || m->env.stream_push == NULL) {
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INVALID_REQUEST,
+		    "this tool asks the client a question: Accept must include text/event-stream");
+		return;
+	}
+	if (mc_mcp_reserve(m) != 0) {
+		mc_reply_busy(reply, msg->id, -ENOMEM);
+		return;
+	}
+	snprintf(id, sizeof(id), "mcpcore-%llu", (unsigned long long)++m->next_out);
+	json_object_set_new(fc->request, "jsonrpc", json_string("2.0"));
+	json_object_set_new(fc->request, "id", json_string(id));
+	reply->body = mc_sse_body(fc->notes, fc->request, &reply->body_len);
+	if (reply->body == NULL) {
+		mc_reply_busy(reply, msg->id, -ENOMEM);
+		return;
+	}
+	reply->status = 200;
+	reply->ctype = "text/event-stream";
+	reply->stream = true;
+	mc_reply_header(reply, "Cache-Control", "no-cache");
+	p = mc_mcp_take(m, 0, token, MC_P_CLIENT, msg->id);
+	p->fixture = fc->tool;
+	p->sess = *s;
+	snprintf(p->out_id, sizeof(p->out_id), "%s", id);
+	mc_log_debug("mcp_client_request", "{s:s, s:s, s:s}", "correlation_id", s->id,
+	    "id", id, "method", json_string_value(json_object_get(fc->request, "method")));
+}
+
+/* Try params as a fixture tool call: 1 if it was one (reply filled). */
+static int mc_mcp_fixture_call(struct mc_mcp *m, const struct mc_http_request *req,
+    const struct mc_rpc_msg *msg, const struct mc_session *s, uint64_t token,
+    struct mc_mcp_reply *reply)
+{
+	struct mc_fixture_call fc;
+	char err[256];
+	int rc;
+
+	if (!m->env.fixtures)
+		return 0;
+	rc = mc_fixtures_call(msg->params, s->log_level, &fc, err, sizeof(err));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == MC_RPC_INVALID_PARAMS)
+		mc_reply_rpc_error(reply, 200, msg->id, rc, err);
+	else if (rc != 0)
+		mc_reply_busy(reply, msg->id, rc);
+	else if (fc.deferred && mc_mcp_accepts_sse(req))
+		mc_mcp_fixture_defer(m, msg, s, &fc, reply);
+	else if (fc.result != NULL)
+		mc_mcp_fixture_now(req, msg, &fc, reply);
+	else
+		mc_mcp_fixture_ask(m, req, msg, s, token, &fc, reply);
+	if (rc == 0)
+		mc_fixtures_call_done(&fc);
+	return 1;
+}
+
+/* A client's response to one of our requests: finish the call it answers
+ * on that call's stream.  Unknown ids are dropped (the call may have
+ * timed out already). */
+static void mc_mcp_client_response(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    const struct mc_session *s)
+{
+	const char *id = json_string_value(msg->id);
+
+	for (unsigned i = 0; id != NULL && i < m->np; i++) {
+		struct mc_pending *p = &m->p[i];
+		json_t *resp;
+		char *body;
+		size_t len;
+
+		if (p->kind != MC_P_CLIENT || strcmp(p->out_id, id) != 0 ||
+		    strcmp(p->sess.id, s->id) != 0)
+			continue;
+		resp = mc_rpc_result(p->rpc_id, mc_fixtures_finish(p->fixture, msg->root));
+		body = resp ? mc_sse_body(NULL, resp, &len) : NULL;
+		if (body == NULL || m->env.stream_push(m->env.ctx, p->token, body, len, true) != 0)
+			mc_log_debug("mcp_stream_gone", "{s:s, s:s}", "correlation_id", s->id, "id", id);
+		free(body);
+		json_decref(resp);
+		mc_pending_clear(p);
+		m->p[i] = m->p[--m->np];
+		return;
+	}
+	mc_log_debug("mcp_unmatched_response", "{s:s}", "correlation_id", s->id);
+}
+
+/* ---- subscriptions -------------------------------------------------------- */
+
+static int mc_mcp_watch_find(const struct mc_mcp *m, const char *sid, const char *uri)
+{
+	for (unsigned i = 0; i < m->nwatch; i++)
+		if (strcmp(m->watch[i].sid, sid) == 0 && strcmp(m->watch[i].uri, uri) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* 0, or -ENOSPC (table full, or uri too long), -ENOMEM. */
+static int mc_mcp_watch_add(struct mc_mcp *m, const char *sid, const char *uri)
+{
+	struct mc_watch *w;
+
+	if (mc_mcp_watch_find(m, sid, uri) >= 0)
+		return 0;
+	if (m->nwatch >= MC_MCP_MAX_WATCHES || strlen(uri) >= sizeof(w->uri))
+		return -ENOSPC;
+	if (m->nwatch == m->watch_cap) {
+		unsigned cap = m->watch_cap ? 2 * m->watch_cap : 16;
+
+		w = realloc(m->watch, cap * sizeof(*w));
+		if (w == NULL)
+			return -ENOMEM;
+		m->watch = w;
+		m->watch_cap = cap;
+	}
+	w = &m->watch[m->nwatch++];
+	snprintf(w->sid, sizeof(w->sid), "%s", sid);
+	snprintf(w->uri, sizeof(w->uri), "%s", uri);
+	return 0;
+}
+
+/* Forget a session's subscription to uri (NULL: all of them) and, with
+ * uri NULL, its GET stream: the session ended. */
+static void mc_mcp_watch_drop(struct mc_mcp *m, const char *sid, const char *uri)
+{
+	for (unsigned i = 0; i < m->nwatch;) {
+		if (strcmp(m->watch[i].sid, sid) == 0 && (uri == NULL || strcmp(m->watch[i].uri, uri) == 0))
+			m->watch[i] = m->watch[--m->nwatch];
+		else
+			i++;
+	}
+	for (unsigned i = 0; uri == NULL && i < m->ngs; i++)
+		if (strcmp(m->gs[i].sid, sid) == 0) {
+			m->gs[i] = m->gs[--m->ngs];
+			break;
+		}
+}
+
+/* A GET stream opened for sid: it replaces an older one (the spec lets a
+ * server pick any one stream per message). */
+static void mc_mcp_stream_opened(struct mc_mcp *m, const char *sid, uint64_t token)
+{
+	struct mc_getstream *g;
+
+	for (unsigned i = 0; i < m->ngs; i++)
+		if (strcmp(m->gs[i].sid, sid) == 0) {
+			m->gs[i].token = token;
+			return;
+		}
+	if (m->ngs == m->gs_cap) {
+		unsigned cap = m->gs_cap ? 2 * m->gs_cap : 16;
+
+		g = realloc(m->gs, cap * sizeof(*g));
+		if (g == NULL)
+			return;         /* no notifications for it; the stream still works */
+		m->gs = g;
+		m->gs_cap = cap;
+	}
+	g = &m->gs[m->ngs++];
+	snprintf(g->sid, sizeof(g->sid), "%s", sid);
+	g->token = token;
+}
+
+unsigned mc_mcp_resource_updated(struct mc_mcp *m, const char *uri)
+{
+	json_t *note = json_pack("{s:s, s:s, s:{s:s}}", "jsonrpc", "2.0",
+	    "method", "notifications/resources/updated", "params", "uri", uri);
+	size_t len = 0;
+	char *body = note ? mc_sse_body(NULL, note, &len) : NULL;
+	unsigned sent = 0;
+
+	for (unsigned i = 0; body != NULL && m->env.stream_push != NULL && i < m->nwatch; i++) {
+		if (strcmp(m->watch[i].uri, uri) != 0)
+			continue;
+		for (unsigned k = 0; k < m->ngs; k++) {
+			if (strcmp(m->gs[k].sid, m->watch[i].sid) != 0)
+				continue;
+			if (m->env.stream_push(m->env.ctx, m->gs[k].token, body, len, false) == 0)
+				sent++;
+			else
+				m->gs[k] = m->gs[--m->ngs];     /* the stream is gone */
+			break;
+		}
+	}
+	free(body);
+	json_decref(note);
+	return sent;
+}
+
+/* resources/subscribe and unsubscribe of a known fixture resource. */
+static void mc_mcp_subscribe(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    const struct mc_session *s, const char *uri, bool on, struct mc_mcp_reply *reply)
+{
+	int rc = 0;
+
+	if (!mc_fixtures_resource_known(uri)) {
+		mc_reply_json(reply, 200, mc_rpc_error(msg->id, -32002, "resource not found",
+		    json_pack("{s:s}", "uri", uri)));
+		return;
+	}
+	if (on)
+		rc = mc_mcp_watch_add(m, s->id, uri);
+	else
+		mc_mcp_watch_drop(m, s->id, uri);
+	if (rc != 0) {
+		mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INTERNAL_ERROR,
+		    "cannot subscribe: too many subscriptions");
+		return;
+	}
+	mc_reply_json(reply, 200, mc_rpc_result(msg->id, json_object()));
+	if (on && strcmp(uri, "test://watched-resource") == 0)
+		mc_mcp_resource_updated(m, uri);
+}
+
+/* resources, prompts, completion: the fixtures' methods.  1 if handled. */
+static int mc_mcp_fixture_method(struct mc_mcp *m, const struct mc_rpc_msg *msg,
+    const struct mc_session *s, struct mc_mcp_reply *reply)
+{
+	const char *meth = msg->method;
+	const char *uri = json_string_value(json_object_get(msg->params, "uri"));
+	json_t *result = NULL;
+	char err[256];
+	int rc;
+
+	if (!m->env.fixtures)
+		return 0;
+	if (strcmp(meth, "resources/list") == 0) {
+		result = mc_fixtures_resources();
+	} else if (strcmp(meth, "resources/templates/list") == 0) {
+		result = mc_fixtures_templates();
+	} else if (strcmp(meth, "prompts/list") == 0) {
+		result = mc_fixtures_prompts();
+	} else if (strcmp(meth, "completion/complete") == 0) {
+		result = mc_fixtures_complete(msg->params);
+	} else if (strcmp(meth, "prompts/get") == 0) {
+		rc = mc_fixtures_prompt(msg->params, &result, err, sizeof(err));
+		if (rc == MC_RPC_INVALID_PARAMS) {
+			mc_reply_rpc_error(reply, 200, msg->id, rc, err);
+			return 1;
+		}
+	} else if (strcmp(meth, "resources/read") == 0 || strcmp(meth, "resources/subscribe") == 0 ||
+	    strcmp(meth, "resources/unsubscribe") == 0) {
+		if (uri == NULL) {
+			mc_reply_rpc_error(reply, 200, msg->id, MC_RPC_INVALID_PARAMS,
+			    "params.uri (a string) is required");
+			return 1;
+		}
+		if (strcmp(meth, "resources/read") != 0) {
+			mc_mcp_subscribe(m, msg, s, uri, strcmp(meth, "resources/subscribe") == 0, reply);
+			return 1;
+		}
+		if (mc_fixtures_read(uri, &result) == -ENOENT) {
+			/* the resources page's code for an unknown resource */
+			mc_reply_json(reply, 200, mc_rpc_error(msg->id, -32002, "resource not found",
+			    json_pack("{s:s}", "uri", uri)));
+			return 1;
+		}
+	} else {
+		return 0;
+	}
+	if (result == NULL)
+		mc_reply_rpc_error(reply, 500, msg->id, MC_RPC_INTERNAL_ERROR, "out of memory");
+	else
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, result));
+	return 1;
 }
 
 static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
@@ -441,8 +948,9 @@ static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 }
 
 /* A request in a session that the lifecycle admitted. */
-static int mc_mcp_request(struct mc_mcp *m, const struct mc_rpc_msg *msg, struct mc_session *s,
-    uint64_t token, struct mc_mcp_reply *reply)
+static int mc_mcp_request(struct mc_mcp *m, const struct mc_http_request *req,
+    const struct mc_rpc_msg *msg, struct mc_session *s, uint64_t token,
+    struct mc_mcp_reply *reply)
 {
 	const char *meth = msg->method;
 
@@ -451,11 +959,25 @@ static int mc_mcp_request(struct mc_mcp *m, const struct mc_rpc_msg *msg, struct
 		return 0;
 	}
 	if (strcmp(meth, "tools/list") == 0) {
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, mc_tools_list()));
+		json_t *list = mc_tools_list();
+
+		if (m->env.fixtures && list != NULL) {
+			json_t *fx = mc_fixtures_tools();
+
+			if (fx != NULL)
+				json_array_extend(json_object_get(list, "tools"), fx);
+			json_decref(fx);
+		}
+		mc_reply_json(reply, 200, mc_rpc_result(msg->id, list));
 		return 0;
 	}
-	if (strcmp(meth, "tools/call") == 0)
+	if (strcmp(meth, "tools/call") == 0) {
+		if (msg->params != NULL && mc_mcp_fixture_call(m, req, msg, s, token, reply))
+			return 0;
 		return mc_mcp_tools_call(m, msg, s, token, reply);
+	}
+	if (mc_mcp_fixture_method(m, msg, s, reply))
+		return 0;
 	if (strcmp(meth, "logging/setLevel") == 0)
 		return mc_mcp_set_level(m, msg, s, token, reply);
 	{
@@ -540,7 +1062,8 @@ static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, cons
 	if (mc_mcp_find_session(m, req, msg.id, &s, reply) != 0)
 		goto out;
 	if (msg.kind == MC_RPC_RESPONSE) {
-		mc_reply_empty(reply, 202);     /* we send no requests: nothing to match */
+		mc_mcp_client_response(m, &msg, &s);
+		mc_reply_empty(reply, 202);
 		goto out;
 	}
 	code = mc_session_admit(s.state, msg.method, msg.kind == MC_RPC_NOTIFICATION, &why);
@@ -559,13 +1082,13 @@ static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, cons
 		mc_reply_empty(reply, 202);
 		goto out;
 	}
-	rc = mc_mcp_request(m, &msg, &s, token, reply);
+	rc = mc_mcp_request(m, req, &msg, &s, token, reply);
 out:
 	json_decref(msg.root);
 	return rc;
 }
 
-static int mc_mcp_get(struct mc_mcp *m, const struct mc_http_request *req,
+static int mc_mcp_get(struct mc_mcp *m, const struct mc_http_request *req, uint64_t token,
     struct mc_mcp_reply *reply)
 {
 	const struct mc_http_str *accept = mc_http_header(req, "Accept");
@@ -582,6 +1105,10 @@ static int mc_mcp_get(struct mc_mcp *m, const struct mc_http_request *req,
 	reply->ctype = "text/event-stream";
 	reply->stream = true;
 	mc_reply_header(reply, "Cache-Control", "no-cache");
+	/* a resumed stream starts with what the ended one still owed */
+	(void)mc_mcp_resume_take(m, s.id, mc_http_header(req, "Last-Event-ID"), &reply->body,
+	    &reply->body_len);
+	mc_mcp_stream_opened(m, s.id, token);
 	mc_log_debug("mcp_stream_opened", "{s:s}", "correlation_id", s.id);
 	return 0;
 }
@@ -638,7 +1165,7 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 			    "unsupported MCP-Protocol-Version (supported: 2025-11-25, 2025-06-18, 2025-03-26)");
 			return 0;
 		}
-		return mc_mcp_get(m, req, reply);
+		return mc_mcp_get(m, req, token, reply);
 	}
 	mc_reply_rpc_error(reply, 405, NULL, MC_RPC_INVALID_REQUEST,
 	    "method not allowed: POST a JSON-RPC message, GET the session's SSE stream, "
@@ -661,7 +1188,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 			    "cannot store the session");
 			break;
 		}
-		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_mcp_init_result(&p->sess)));
+		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_mcp_init_result(m, &p->sess)));
 		mc_reply_header(reply, "Mcp-Session-Id", p->sess.id);
 		mc_log_info("mcp_session_created", "{s:s, s:s, s:s}", "correlation_id", p->sess.id,
 		    "version", p->sess.version, "client", p->sess.client);
@@ -683,6 +1210,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 	case MC_P_DELETE:
 		if (ok) {
 			mc_reply_empty(reply, 200);
+			mc_mcp_watch_drop(m, p->sess.id, NULL);
 			mc_log_info("mcp_session_ended", "{s:s}", "correlation_id", p->sess.id);
 		} else {
 			mc_reply_rpc_error(reply, 404, NULL, MC_RPC_NO_SESSION, "session not found");
@@ -691,8 +1219,9 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 	case MC_P_TOOL:
 		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_tools_finish(&p->tool, res)));
 		break;
+	case MC_P_CLIENT:
+		break;          /* no state op: finished by mc_mcp_client_response */
 	}
-	(void)m;
 }
 
 static void mc_mcp_remove(struct mc_mcp *m, unsigned i)
@@ -717,6 +1246,23 @@ int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res
 	return -ENOENT;
 }
 
+/* The client did not answer our request in time: end the call's stream
+ * with a tool error (the request itself is not withdrawn). */
+static void mc_mcp_client_timeout(struct mc_mcp *m, struct mc_pending *p)
+{
+	json_t *resp = mc_rpc_error(p->rpc_id, MC_RPC_SERVER_BUSY,
+	    "the client did not answer the server's request within the request timeout", NULL);
+	size_t len = 0;
+	char *body = resp ? mc_sse_body(NULL, resp, &len) : NULL;
+
+	if (body != NULL)
+		m->env.stream_push(m->env.ctx, p->token, body, len, true);
+	mc_log_warn("mcp_client_timeout", "{s:s, s:s}", "correlation_id", p->sess.id,
+	    "id", p->out_id);
+	free(body);
+	json_decref(resp);
+}
+
 unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns)
 {
 	for (unsigned i = 0; i < m->np;) {
@@ -724,6 +1270,11 @@ unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns)
 
 		if (now_ns < m->p[i].start_ns || now_ns - m->p[i].start_ns < timeout_ns) {
 			i++;
+			continue;
+		}
+		if (m->p[i].kind == MC_P_CLIENT) {
+			mc_mcp_client_timeout(m, &m->p[i]);
+			mc_mcp_remove(m, i);
 			continue;
 		}
 		memset(&reply, 0, sizeof(reply));

@@ -37,7 +37,11 @@
  * on the state worker longer than request_timeout_ms gets "server busy".
  * A GET that opens an SSE stream (mcp.c) turns its connection into a
  * stream: response head without a length, no further requests read, a
- * keep-alive comment every 15 s, closed when the peer closes.
+ * keep-alive comment every 15 s, closed when the peer closes.  A POST
+ * answered as a stream (a request that asks the client something first,
+ * mcp.c) is the same, and mcp.c adds events to it with stream_push until
+ * the last one ends it (then the connection closes like any answer sent
+ * with "Connection: close").
  * Beyond [core] max_connections, up to MC_SRV_REJECT_SLOTS more connections
  * are accepted only to answer their request 503; past that they are
  * closed at once.
@@ -58,6 +62,7 @@
 
 #include "mc_frame.h"
 #include "mc_log.h"
+#include "mc_net.h"
 #include "mc_proto.h"
 #include "mc_ring.h"
 #include "mc_util.h"
@@ -74,6 +79,7 @@
 #define MC_SRV_FRAME_BATCH   256
 #define MC_SRV_IDX_BITS      24
 #define MC_SRV_KEEP_BUF      16384           /* input buffer kept between requests */
+#define MC_SRV_STREAM_MAX    (1u << 20)      /* bytes queued on one SSE stream */
 #define MC_SRV_SSE_PING_NS   15000000000ULL  /* keep-alive comment on idle SSE streams */
 
 enum { MC_OP_ACCEPT = 1, MC_OP_RECV, MC_OP_SEND };
@@ -87,6 +93,9 @@ struct mc_conn {
 	bool     interim, continued;      /* a 100 Continue is being / was sent */
 	bool     stream;                 /* an SSE stream: see mc_srv_stream_tick */
 	uint64_t stream_ns;             /* last keep-alive on it */
+	char    *more;                  /* stream bytes queued behind the send under way */
+	size_t   more_len;
+	bool     stream_end;            /* end the stream once `more` is out */
 	bool     draining;               /* answered with close: reading to EOF (so the
 	                                   peer sees the answer, not a reset) */
 	uint64_t last_ns;               /* last activity (idle timeout) */
@@ -138,59 +147,6 @@ static struct io_uring_sqe *mc_srv_sqe(struct mc_srv *s)
 	return sqe;
 }
 
-/* ---- listening ------------------------------------------------------------ */
-
-int mc_protocol_addr(const char *listen, struct sockaddr_storage *ss, unsigned *len,
-    bool *loopback)
-{
-	char host[64];
-	const char *colon;
-	size_t n;
-	long port;
-	bool v6 = listen[0] == '[';
-
-	memset(ss, 0, sizeof(*ss));
-	if (v6) {
-		const char *close = strchr(listen, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -EINVAL;
-		n = (size_t)(close - listen - 1);
-		colon = close + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (colon == NULL)
-			return -EINVAL;
-		n = (size_t)(colon - listen);
-	}
-	if (n == 0 || n >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, v6 ? listen + 1 : listen, n);
-	host[n] = '\0';
-	port = strtol(colon + 1, NULL, 10);
-	if (port < 1 || port > 65535)
-		return -EINVAL;
-	if (v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-			return -EINVAL;
-		*loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			return -EINVAL;
-		*loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-		*len = sizeof(*a);
-	}
-	return 0;
-}
 
 static void mc_srv_arm_accept(struct mc_srv *s)
 {
@@ -208,22 +164,11 @@ static void mc_srv_arm_accept(struct mc_srv *s)
 
 static void mc_srv_try_bind(struct mc_srv *s)
 {
-	struct sockaddr_storage ss;
-	unsigned len = 0;
-	int fd, one = 1, rc;
+	int rc = mc_net_listen(s->cfg->protocol_listen, 4096, &s->loopback);
 
-	rc = mc_protocol_addr(s->cfg->protocol_listen, &ss, &len, &s->loopback);
-	if (rc == 0) {
-		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			rc = -errno;
-		} else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-		    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-			rc = -errno;
-			close(fd);
-		} else {
-			s->lfd = fd;
-		}
+	if (rc >= 0) {
+		s->lfd = rc;
+		rc = 0;
 	}
 	if (rc) {
 		if (rc != s->last_bind_err)
@@ -260,6 +205,7 @@ static void mc_srv_reap(struct mc_srv *s, struct mc_conn *c)
 	s->nconn--;
 	free(c->in);
 	free(c->out);
+	free(c->more);
 	free(c);
 }
 
@@ -473,6 +419,31 @@ static void mc_srv_process(struct mc_srv *s, struct mc_conn *c)
 	mc_srv_respond(s, c, &r);
 }
 
+/* Send what a stream has queued; once it is all out and the stream was
+ * ended, finish the response the way a closing answer finishes (read to
+ * EOF, so the peer sees every byte rather than a reset). */
+static void mc_srv_stream_flush(struct mc_srv *s, struct mc_conn *c)
+{
+	if (c->sending || c->closing)
+		return;
+	if (c->more_len > 0) {
+		free(c->out);
+		c->out = c->more;
+		c->out_len = c->more_len;
+		c->out_off = 0;
+		c->more = NULL;
+		c->more_len = 0;
+		mc_srv_arm_send(s, c);
+		return;
+	}
+	if (c->stream_end) {
+		c->stream = false;
+		c->draining = true;
+		c->last_ns = mc_now_ns();
+		shutdown(c->fd, SHUT_WR);
+	}
+}
+
 /* A response is out: drop its request's bytes, go on with the next. */
 static void mc_srv_sent(struct mc_srv *s, struct mc_conn *c)
 {
@@ -480,6 +451,7 @@ static void mc_srv_sent(struct mc_srv *s, struct mc_conn *c)
 		free(c->out);   /* headers or a keep-alive are out; the stream stays */
 		c->out = NULL;
 		c->last_ns = mc_now_ns();
+		mc_srv_stream_flush(s, c);
 		return;
 	}
 	if (c->close_after) {
@@ -613,6 +585,38 @@ static void mc_srv_deliver(void *ctx, uint64_t token, struct mc_mcp_reply *reply
 		return;
 	}
 	mc_srv_respond(s, c, reply);
+}
+
+/* mcp.c has more for a response stream (see mc_mcp_env.stream_push). */
+static int mc_srv_stream_push(void *ctx, uint64_t token, const char *data, size_t len, bool end)
+{
+	struct mc_srv *s = ctx;
+	uint32_t idx = (uint32_t)(token & ((1u << MC_SRV_IDX_BITS) - 1));
+	struct mc_conn *c = idx < s->nslots ? s->conn[idx] : NULL;
+	char *nb;
+
+	if (c == NULL || c->serial != token >> MC_SRV_IDX_BITS || !c->stream || c->closing ||
+	    c->stream_end)
+		return -ENOENT;
+	if (c->more_len + len > MC_SRV_STREAM_MAX) {
+		/* the peer stopped reading: drop the stream (it may resume with a
+		 * new GET) rather than buffer without bound */
+		mc_srv_close(c);
+		return -ENOBUFS;
+	}
+	if (len > 0) {
+		nb = realloc(c->more, c->more_len + len);
+		if (nb == NULL) {
+			mc_srv_close(c);
+			return -ENOMEM;
+		}
+		memcpy(nb + c->more_len, data, len);
+		c->more = nb;
+		c->more_len += len;
+	}
+	c->stream_end = end;
+	mc_srv_stream_flush(s, c);
+	return 0;
 }
 
 static int64_t mc_srv_state_send(void *ctx, const struct mc_state_req *r)
@@ -888,14 +892,16 @@ static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 	env.ctx = s;
 	env.state_send = mc_srv_state_send;
 	env.deliver = mc_srv_deliver;
+	env.stream_push = mc_srv_stream_push;
+	env.fixtures = s->cfg->protocol_conformance_fixtures;
 	env.path = s->cfg->protocol_path;
 	env.max_body = s->cfg->max_message_size;
 	/* the address decides Host checking; a bad one is logged at bind */
 	{
 		struct sockaddr_storage ss;
-		unsigned len;
+		socklen_t len;
 
-		if (mc_protocol_addr(s->cfg->protocol_listen, &ss, &len, &s->loopback) != 0)
+		if (mc_net_addr(s->cfg->protocol_listen, &ss, &len, &s->loopback) != 0)
 			s->loopback = true;
 	}
 	env.loopback = s->loopback;

@@ -120,8 +120,8 @@ bool mc_session_id_ok(const char *s, size_t n)
 
 int mc_session_encode(const struct mc_session *s, char *buf, size_t cap)
 {
-	json_t *doc = json_pack("{s:s, s:i, s:i, s:s}", "v", s->version, "s", s->state,
-	    "l", s->log_level, "c", s->client);
+	json_t *doc = json_pack("{s:s, s:i, s:i, s:s, s:i}", "v", s->version, "s", s->state,
+	    "l", s->log_level, "c", s->client, "k", s->client_caps);
 	size_t n;
 
 	if (doc == NULL)
@@ -137,11 +137,14 @@ int mc_session_decode(const char *buf, size_t len, struct mc_session *s)
 {
 	json_t *doc = json_loadb(buf, len, 0, NULL);
 	const char *v = NULL, *c = "";
-	int st = 0, lv = 0, rc = -EINVAL;
+	int st = 0, lv = 0, caps = 0, rc = -EINVAL;
 
 	if (doc == NULL)
 		return -EINVAL;
-	if (json_unpack(doc, "{s:s, s:i, s:i, s?:s}", "v", &v, "s", &st, "l", &lv, "c", &c) != 0)
+	/* "k" (client capabilities) is absent in records written before it
+	 * existed: such a client is taken to have declared none */
+	if (json_unpack(doc, "{s:s, s:i, s:i, s?:s, s?:i}", "v", &v, "s", &st, "l", &lv, "c", &c,
+	    "k", &caps) != 0)
 		goto out;
 	if (!mc_session_version_ok(v, strlen(v)) || st < MC_SESSION_INITIALIZING ||
 	    st > MC_SESSION_READY || lv < 0 || lv > 7)
@@ -150,6 +153,7 @@ int mc_session_decode(const char *buf, size_t len, struct mc_session *s)
 	snprintf(s->client, sizeof(s->client), "%s", c);
 	s->state = st;
 	s->log_level = lv;
+	s->client_caps = caps & (MC_CLIENT_SAMPLING | MC_CLIENT_ELICITATION);
 	rc = 0;
 out:
 	json_decref(doc);
