@@ -186,9 +186,14 @@ def runtime(tmp_path):
                 pass
         if os.path.exists(rt.shm_path) and rt.status() is None:
             os.unlink(rt.shm_path)
-        log = rt.read_log()
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert marker not in log, f"sanitizer report in {rt.log_path}:\n{log}"
+        assert_no_sanitizer_report(rt)
+
+
+def assert_no_sanitizer_report(rt):
+    """Fail when ASan, LSan or UBSan reported anything in rt's log."""
+    log = rt.read_log()
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        assert marker not in log, f"sanitizer report in {rt.log_path}:\n{log}"
 
 
 def pid_alive(pid):

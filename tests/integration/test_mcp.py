@@ -14,6 +14,7 @@ runtime, over real sockets.
 
 One runtime serves the whole module (on free ports, a private config).
 """
+import contextlib
 import http.client
 import json
 import os
@@ -25,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import Runtime, write_config
+from conftest import Runtime, assert_no_sanitizer_report, write_config
 
 SCALE = float(os.environ.get("MC_TIME_SCALE", "1"))
 MAX_CONN = 16
@@ -42,16 +43,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mcp")
+@contextlib.contextmanager
+def serving(tmp, overrides):
+    """A runtime on a private config (store in tmp, free ports for MCP and
+    /metrics, plus `overrides`), ready and listening; r.port is the MCP
+    port.  Stopped, and its log checked for sanitizer reports, on exit."""
     port = free_port()
     cfg = write_config(tmp, {
         "persistence.rocksdb_path": '"%s"' % (tmp / "data"),
         "protocol.listen": '"127.0.0.1:%d"' % port,
-        "protocol.request_timeout_ms": str(REQUEST_TIMEOUT_MS),
         "monitor.listen": '"127.0.0.1:%d"' % free_port(),
-        "core.max_connections": str(MAX_CONN),
+        **overrides,
     })
     r = Runtime(tmp, config=cfg).start()
     r.port = port
@@ -63,9 +65,16 @@ def rt(tmp_path_factory):
         if r.proc.poll() is None:
             r.stop()
         r.kill()
-        log = r.read_log()
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert marker not in log, f"sanitizer report in {r.log_path}"
+        assert_no_sanitizer_report(r)
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory):
+    with serving(tmp_path_factory.mktemp("mcp"), {
+        "protocol.request_timeout_ms": str(REQUEST_TIMEOUT_MS),
+        "core.max_connections": str(MAX_CONN),
+    }) as r:
+        yield r
 
 
 def wait_listening(port, timeout=10.0):

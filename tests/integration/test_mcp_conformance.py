@@ -21,8 +21,7 @@ import time
 
 import pytest
 
-from conftest import Runtime, write_config
-from test_mcp import free_port, wait_listening
+from test_mcp import serving
 
 SCALE = float(os.environ.get("MC_TIME_SCALE", "1"))
 # 0.1.14 and later need Node 22 and are the first with --spec-version; Node 22
@@ -96,28 +95,11 @@ def server_scenarios(suite, spec):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mcpconf")
-    port = free_port()
-    cfg = write_config(tmp, {
-        "persistence.rocksdb_path": '"%s"' % (tmp / "data"),
-        "protocol.listen": '"127.0.0.1:%d"' % port,
+    with serving(tmp_path_factory.mktemp("mcpconf"), {
         "protocol.conformance_fixtures": "true",
         "protocol.request_timeout_ms": "5000",
-        "monitor.listen": '"127.0.0.1:%d"' % free_port(),
-    })
-    r = Runtime(tmp, config=cfg).start()
-    r.port = port
-    try:
-        r.wait_ready(timeout=15 * SCALE)
-        wait_listening(port)
+    }) as r:
         yield r
-    finally:
-        if r.proc.poll() is None:
-            r.stop()
-        r.kill()
-        log = r.read_log()
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert marker not in log, f"sanitizer report in {r.log_path}"
 
 
 # ---- direct checks of the server-to-client messages --------------------------------
