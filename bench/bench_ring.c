@@ -10,6 +10,17 @@
  * the baseline.  Both sides of every pair do the same payload work: the
  * producer writes every payload byte, the consumer reads every payload byte
  * (a checksum), so the ratio isolates the cost of the transport.
+ *
+ * "Metrics on" is what the runtime does for the channel with metrics on:
+ * both ends open their metrics blocks, and a third process plays the
+ * monitor worker for the whole run: every 10 ms it advances the ring's
+ * 64-bit frame totals and reads them (mc_ring.h, FRAME TOTALS), ten times
+ * as often as the monitor advances them and a hundred times as often as it
+ * computes rates.  Nothing on the frame path counts (mc_metrics.h, CHANNEL
+ * FIGURES).  Not included, on or off: the worker loop's per-message work
+ * (handling-time histogram, messages_handled_total), which belongs to
+ * handling a message, not to moving a frame.  Every channel run also
+ * checks that the ring's totals moved by exactly the frames sent.
  */
 #define _GNU_SOURCE
 #include "mc_bench.h"
@@ -22,11 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mc_frame.h"
 #include "mc_metrics.h"
 #include "mc_proto.h"
+#include "mc_ring.h"
 #include "mc_util.h"
 
 #ifndef MC_SOURCE_DIR
@@ -34,6 +47,7 @@
 #endif
 
 #define MC_LAT_MAX 200000
+#define MC_MON_PERIOD_NS 10000000ULL   /* the stand-in monitor's period: 10 ms */
 
 enum mc_wait_mode { MC_WAIT_BUSY, MC_WAIT_SLEEP };
 
@@ -41,6 +55,10 @@ enum mc_wait_mode { MC_WAIT_BUSY, MC_WAIT_SLEEP };
 struct mc_run {
 	volatile uint32_t consumer_ready;
 	volatile uint32_t go;
+	uint32_t mon_stop;      /* the stand-in monitor: stop now */
+	uint32_t mon_failed;    /* it saw a total go backwards, or taken pass put */
+	uint64_t mon_reads;     /* times it advanced and read the totals */
+	uint64_t mon_max_gap;   /* longest time between two of its reads, ns */
 	uint64_t t_start;
 	uint64_t t_end;
 	uint64_t checksum_seen;
@@ -57,7 +75,7 @@ struct mc_job {
 	uint64_t gap_ns;        /* latency runs: time between sends (0 = throughput) */
 	enum mc_wait_mode wait;
 	uint64_t spin_ns;       /* MC_WAIT_SLEEP: spin this long before sleeping */
-	bool metrics;           /* channel pair: both ends count into their metrics blocks */
+	bool metrics;           /* channel pair: metrics blocks open, stand-in monitor running */
 	/* raw baseline */
 	ck_ring_t *ring;
 	ck_ring_buffer_t *buf;
@@ -196,6 +214,48 @@ static int mc_chan_consumer(void *arg)
 	return 0;
 }
 
+/*
+ * The monitor worker's part, ten times as often as the worker does it:
+ * advance the ring's 64-bit totals and read them every MC_MON_PERIOD_NS
+ * (absolute deadlines, so the period does not drift) until told to stop.
+ * Taken is read before put: a take never overtakes the put it follows.
+ */
+static int mc_chan_monitor(void *arg)
+{
+	struct mc_job *j = arg;
+	struct mc_seg *seg = j->seg;
+	struct mc_run *run = j->run;
+	int idx = mc_ring_index(seg, MC_WORKER_ROUTER, MC_WORKER_STATE);
+	uint64_t next = mc_now_ns(), last = 0, prev_put = 0, prev_taken = 0;
+
+	if (idx < 0)
+		return 1;
+	while (!ck_pr_load_32(&run->mon_stop)) {
+		uint64_t put, taken, now;
+		struct timespec ts;
+
+		mc_ring_mon_advance(seg, (uint32_t)idx);
+		taken = mc_ring_frames_taken(seg, (uint32_t)idx);
+		put = mc_ring_frames_put(seg, (uint32_t)idx);
+		if (taken > put || put < prev_put || taken < prev_taken)
+			run->mon_failed = 1;
+		prev_put = put;
+		prev_taken = taken;
+		now = mc_now_ns();
+		if (last != 0 && now - last > run->mon_max_gap)
+			run->mon_max_gap = now - last;
+		last = now;
+		run->mon_reads++;
+		next += MC_MON_PERIOD_NS;
+		if (next < now)
+			next = now + MC_MON_PERIOD_NS;     /* we were descheduled: no burst */
+		ts.tv_sec = (time_t)(next / 1000000000ULL);
+		ts.tv_nsec = (long)(next % 1000000000ULL);
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+	return 0;
+}
+
 /* ---- raw ck_ring baseline: index of a payload slot per entry ---- */
 
 static int mc_raw_producer(void *arg)
@@ -263,23 +323,48 @@ static int mc_raw_consumer(void *arg)
 	return 0;
 }
 
-/* One run of a producer/consumer pair; fills run. */
+/* One run of a producer/consumer pair (for the channel with metrics on,
+ * with the stand-in monitor beside them); fills run. */
 static int mc_pair(struct mc_job *j, int (*prod)(void *), int (*cons)(void *))
 {
-	pid_t pc, pp;
+	bool chan = prod == mc_chan_producer;
+	int ring = mc_ring_index(j->seg, MC_WORKER_ROUTER, MC_WORKER_STATE);
+	uint64_t put0 = 0, taken0 = 0;
+	pid_t pc, pp, pm = -1;
 	int rc = 0;
 
+	if (ring < 0)
+		return -1;
 	memset(j->run, 0, offsetof(struct mc_run, lat));
-	j->payload = prod == mc_chan_producer ? j->size - MC_FRAME_HDR_SIZE : j->size;
+	j->payload = chan ? j->size - MC_FRAME_HDR_SIZE : j->size;
+	if (chan) {
+		put0 = mc_ring_frames_put(j->seg, (uint32_t)ring);
+		taken0 = mc_ring_frames_taken(j->seg, (uint32_t)ring);
+	}
 	pc = mc_bench_fork(cons, j);
 	pp = mc_bench_fork(prod, j);
+	if (chan && j->metrics)
+		pm = mc_bench_fork(mc_chan_monitor, j);
 	while (!ck_pr_load_32((uint32_t *)&j->run->consumer_ready))
 		usleep(100);
 	ck_pr_store_32((uint32_t *)&j->run->go, 1);
 	rc |= mc_bench_join(pp);
 	rc |= mc_bench_join(pc);
+	if (pm > 0) {
+		ck_pr_store_32(&j->run->mon_stop, 1);
+		rc |= mc_bench_join(pm);
+		if (j->run->mon_failed) {
+			fprintf(stderr, "mcpcore-bench: a ring total went backwards\n");
+			rc = -1;
+		}
+	}
 	if (rc == 0 && !j->gap_ns && j->run->checksum_seen != mc_expected(j->payload, j->count)) {
 		fprintf(stderr, "mcpcore-bench: checksum mismatch\n");
+		rc = -1;
+	}
+	if (rc == 0 && chan && (mc_ring_frames_put(j->seg, (uint32_t)ring) - put0 != j->count ||
+	    mc_ring_frames_taken(j->seg, (uint32_t)ring) - taken0 != j->count)) {
+		fprintf(stderr, "mcpcore-bench: the ring's frame totals are off\n");
 		rc = -1;
 	}
 	return rc;
@@ -306,12 +391,14 @@ static double mc_mpqueue(uint32_t size, uint64_t count)
 struct mc_tput {
 	double chan, raw, pyq;
 	double vs_raw, vs_pyq;  /* medians of the per-run ratios */
-	double chan_metrics;    /* the channel again with metrics recording on */
+	double chan_metrics;    /* the channel again with metrics on */
 	double metrics_ratio;   /* median of the per-run (metrics on / off) ratios */
+	uint64_t mon_reads;     /* stand-in monitor: reads over all metrics-on runs */
+	uint64_t mon_max_gap;   /* and the longest time between two of them, ns */
 };
 
-/* One channel run with metrics recording on or off: frames/s. */
-static int mc_chan_run(struct mc_job *j, bool metrics, double *rate)
+/* One channel run with metrics on or off: frames/s into *rate. */
+static int mc_chan_run(struct mc_job *j, bool metrics, double *rate, struct mc_tput *t)
 {
 	int rc;
 
@@ -319,6 +406,11 @@ static int mc_chan_run(struct mc_job *j, bool metrics, double *rate)
 	rc = mc_pair(j, mc_chan_producer, mc_chan_consumer);
 	j->metrics = false;
 	*rate = rc ? 0 : (double)j->count * 1e9 / (double)(j->run->t_end - j->run->t_start);
+	if (metrics) {
+		t->mon_reads += j->run->mon_reads;
+		if (j->run->mon_max_gap > t->mon_max_gap)
+			t->mon_max_gap = j->run->mon_max_gap;
+	}
 	return rc;
 }
 
@@ -328,6 +420,7 @@ static int mc_ring_tput(const struct mc_bench_opts *o, struct mc_job *j, uint32_
 	double chan[o->runs], raw[o->runs], pyq[o->runs], vr[o->runs], vq[o->runs];
 	double chm[o->runs], vm[o->runs];
 
+	memset(out, 0, sizeof(*out));
 	j->size = size;
 	j->gap_ns = 0;
 	j->count = o->count;
@@ -339,8 +432,8 @@ static int mc_ring_tput(const struct mc_bench_opts *o, struct mc_job *j, uint32_
 	for (int r = 0; r < o->runs; r++) {
 		/* metrics off and on back to back, in alternating order, so drift
 		 * of the box between runs does not favour either side */
-		if (mc_chan_run(j, r % 2 != 0, r % 2 ? &chm[r] : &chan[r]) ||
-		    mc_chan_run(j, r % 2 == 0, r % 2 ? &chan[r] : &chm[r]))
+		if (mc_chan_run(j, r % 2 != 0, r % 2 ? &chm[r] : &chan[r], out) ||
+		    mc_chan_run(j, r % 2 == 0, r % 2 ? &chan[r] : &chm[r], out))
 			return -1;
 		vm[r] = chm[r] / chan[r];
 		if (mc_pair(j, mc_raw_producer, mc_raw_consumer))
@@ -392,6 +485,7 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 	struct mc_job j = { 0 };
 	struct mc_tput t64, t1k;
 	struct mc_lat lbusy, lsleep, lraw;
+	uint64_t mon_reads, mon_gap;
 	int rc;
 
 	mc_template_init();
@@ -416,6 +510,8 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 	mc_seg_destroy(&seg);
 	if (rc)
 		return 1;
+	mon_reads = t64.mon_reads + t1k.mon_reads;
+	mon_gap = t64.mon_max_gap > t1k.mon_max_gap ? t64.mon_max_gap : t1k.mon_max_gap;
 	if (o->json) {
 		printf("{\"bench\":\"ring\",\"runs\":%d,\"count\":%llu,"
 		    "\"tput_64\":{\"mcpcore\":%.0f,\"ck_ring_slots\":%.0f,\"mp_queue\":%.0f,"
@@ -423,13 +519,15 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 		    "\"tput_1k\":{\"mcpcore\":%.0f,\"ck_ring_slots\":%.0f,\"mp_queue\":%.0f,"
 		    "\"vs_ck_ring\":%.3f,\"vs_mp_queue\":%.1f},"
 		    "\"metrics_on\":{\"tput_64\":%.0f,\"tput_1k\":%.0f,"
-		    "\"overhead_64\":%.4f,\"overhead_1k\":%.4f},"
+		    "\"overhead_64\":%.4f,\"overhead_1k\":%.4f,"
+		    "\"monitor_reads\":%llu,\"monitor_max_gap_ms\":%.1f},"
 		    "\"latency_ns\":{\"busy\":{\"p50\":%llu,\"p99\":%llu},"
 		    "\"ck_ring_busy\":{\"p50\":%llu,\"p99\":%llu},"
 		    "\"sleeping\":{\"p50\":%llu,\"p99\":%llu}}}\n",
 		    o->runs, (unsigned long long)o->count, t64.chan, t64.raw, t64.pyq, t64.vs_raw,
 		    t64.vs_pyq, t1k.chan, t1k.raw, t1k.pyq, t1k.vs_raw, t1k.vs_pyq,
 		    t64.chan_metrics, t1k.chan_metrics, 1 - t64.metrics_ratio, 1 - t1k.metrics_ratio,
+		    (unsigned long long)mon_reads, (double)mon_gap / 1e6,
 		    (unsigned long long)lbusy.p50, (unsigned long long)lbusy.p99,
 		    (unsigned long long)lraw.p50, (unsigned long long)lraw.p99,
 		    (unsigned long long)lsleep.p50, (unsigned long long)lsleep.p99);
@@ -450,7 +548,10 @@ int mc_bench_ring(const struct mc_bench_opts *o)
 	    "", "", (t64.metrics_ratio - 1) * 100);
 	printf("%-34s %14.0f %14s %14s %+8.2f%%\n", "1 KiB frames, metrics on", t1k.chan_metrics,
 	    "", "", (t1k.metrics_ratio - 1) * 100);
-	printf("(metrics on vs off: median of the per-run ratios of back-to-back runs)\n");
+	printf("(metrics on vs off: median of the per-run ratios of back-to-back runs; on: both\n"
+	    " ends' blocks open, a stand-in monitor read the ring totals %llu times, every\n"
+	    " %.0f ms, longest gap %.1f ms)\n", (unsigned long long)mon_reads,
+	    (double)MC_MON_PERIOD_NS / 1e6, (double)mon_gap / 1e6);
 	printf("%-34s %14.2f %14.2f\n", "1 KiB frames, GB/s", t1k.chan * 1024 / 1e9,
 	    t1k.raw * 1024 / 1e9);
 	printf("\none-way latency, 64 B (ns)          %10s %10s\n", "p50", "p99");

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 #include "mc_log.h"
-#include "mc_metrics.h"
 #include "mc_util.h"
 
 _Static_assert(sizeof(struct mc_frame) == MC_FRAME_HDR_SIZE, "frame header must stay 32 bytes");
@@ -274,16 +273,10 @@ int mc_frame_send(struct mc_seg *seg, struct mc_frame *f, uint64_t dst_mask)
 {
 	int rings[MC_MAX_SLOTS];
 	struct mc_desc d;
-	uint16_t kind;
-	uint32_t len;
 	int rc;
 
 	if (MC_UNLIKELY(f == NULL || f != seg->alloc_frame))
 		return -EINVAL;
-	/* for the metrics, read now: once sent, a receiver's release may take
-	 * the header's cache line away from us */
-	kind = f->f_kind;
-	len = f->f_len;
 	d.d_off = (uint64_t)((uint8_t *)f - seg->base);
 	d.d_seq = f->f_seq;
 	if (MC_LIKELY(dst_mask != 0 && (dst_mask & (dst_mask - 1)) == 0)) {
@@ -305,7 +298,6 @@ int mc_frame_send(struct mc_seg *seg, struct mc_frame *f, uint64_t dst_mask)
 		}
 		mc_frame_sent(seg);
 		mc_ring_notify(seg, dst);
-		mc_metrics_frame_out(seg, kind, len);
 		return 0;
 	}
 	rc = mc_frame_preflight(seg, dst_mask, rings);
@@ -315,7 +307,6 @@ int mc_frame_send(struct mc_seg *seg, struct mc_frame *f, uint64_t dst_mask)
 	ck_pr_store_64(&f->f_holders, dst_mask);
 	mc_frame_put_all(seg, &d, dst_mask, rings);
 	mc_frame_sent(seg);
-	mc_metrics_frame_out(seg, kind, len);
 	return 0;
 }
 
@@ -335,7 +326,6 @@ int mc_frame_forward(struct mc_seg *seg, const struct mc_msg *m, uint64_t dst_ma
 	 */
 	old = __atomic_fetch_or(&m->frame->f_holders, dst_mask, __ATOMIC_ACQ_REL);
 	mc_frame_put_all(seg, &m->desc, dst_mask & ~old, rings);
-	mc_metrics_frame_out(seg, m->frame->f_kind, m->frame->f_len);
 	return 0;
 }
 
@@ -481,7 +471,6 @@ int mc_recv_from(struct mc_seg *seg, uint32_t ring, struct mc_msg *out)
 		out->desc = d;
 		out->ring = ring;
 		out->src = seg->rings[ring].r_src;
-		mc_metrics_frame_in(seg, f->f_kind, f->f_len);
 		return 0;
 	}
 }

@@ -9,12 +9,29 @@
  * only writer of its block (the supervisor for slot 0).  A block is:
  *
  *   header        magic, version, generation, owner pid, registry count
- *   channel       frames in/out per frame kind and payload bytes, counted
- *                 by the frame layer on every send/forward/receive
  *   rates         monitor's block only: per-slot frame rates it computed
  *   registry      MC_METRICS_MAX fixed-size descriptors (name, labels,
  *                 type, offsets of value and help text)
  *   arena         the registered values and help strings, bump-allocated
+ *
+ * CHANNEL FIGURES (not in the blocks: nothing is counted per frame)
+ * The frame layer counts nothing: even a process-local increment per
+ * frame cost several percent of ring throughput.  The channel figures are
+ * derived from cursors that exist anyway (mc_metrics_slot_frames):
+ *   - frames per ring: the ring's own cursors, extended to 64 bits by the
+ *     monitor (mc_ring.h, FRAME TOTALS); a slot's frames sent / received
+ *     are the sums over its outbound / inbound rings.  A frame sent to n
+ *     destinations is n puts.  Totals run from the segment's creation,
+ *     across restarts of any process and across the clients that used a
+ *     client slot.
+ *   - bytes: the slot's frame pool cursor sl_pool_published (mc_seg.h),
+ *     the bytes of frame blocks the process published, headers and
+ *     padding included (not sl_pool_head, which an aborted allocation
+ *     moves back).  Received bytes are not measured.
+ *   - frames by kind: counted where messages are handled, by the common
+ *     worker loop (workers/worker.c), into the registered counter
+ *     MC_METRIC_HANDLED{kind} of the worker's block: one increment per
+ *     handled message, not per frame moved.
  *
  * Nothing in a block is a pointer: descriptors hold offsets from the block
  * start, so every process can read any block wherever it mapped the segment.
@@ -79,9 +96,9 @@
 #include "mc_seg.h"
 
 #define MC_METRICS_MAGIC     0x3153525445434d4dULL   /* "MMCETRS1" little-endian */
-#define MC_METRICS_VERSION   1u
-#define MC_METRICS_KINDS     64u     /* per-kind channel counters (enum mc_frame_kind) */
-#define MC_METRICS_OTHER     MC_METRICS_KINDS   /* index counting kinds >= 64 */
+#define MC_METRICS_VERSION   2u      /* 2: no channel counters in the block */
+#define MC_METRICS_KINDS     64u     /* frame kinds with a name (enum mc_frame_kind) */
+#define MC_METRICS_OTHER     MC_METRICS_KINDS   /* label index of kinds without one */
 #define MC_METRICS_MAX       80u     /* registry entries per block */
 #define MC_METRICS_NAME_MAX  64u     /* name, NUL included */
 #define MC_METRICS_LABELS_MAX 128u   /* canonical label string, NUL included */
@@ -103,14 +120,6 @@ enum mc_metric_unit {
 enum mc_metrics_mode {
 	MC_METRICS_RESET,               /* start from an empty block */
 	MC_METRICS_CARRY,               /* keep counters, histograms and registry */
-};
-
-/* Frames through the channel; owner: the frame layer of the slot's process. */
-struct mc_metrics_chan {
-	uint64_t mc_bytes_in;                   /* payload bytes received */
-	uint64_t mc_bytes_out;                  /* payload bytes sent or forwarded */
-	uint64_t mc_in[MC_METRICS_KINDS + 1];   /* frames received, by kind */
-	uint64_t mc_out[MC_METRICS_KINDS + 1];  /* frames sent or forwarded, by kind */
 };
 
 struct mc_metric_desc {
@@ -136,8 +145,6 @@ struct mc_metrics_block {
 	uint64_t mb_open_ns;            /* when the current owner opened it (monotonic) */
 	uint64_t mb_tick_ns;            /* last memory refresh (monotonic) */
 	uint64_t mb_pad0;
-	/* channel counters: owner's frame layer, on the hot path */
-	struct mc_metrics_chan mb_chan __attribute__((aligned(64)));
 	/* rates: written only in the monitor's block, by the monitor */
 	uint64_t mb_rates_ns __attribute__((aligned(64)));   /* when computed, monotonic */
 	uint64_t mb_rates_pad[7];
@@ -162,10 +169,10 @@ struct mc_histogram { struct mc_hist *h; };
 struct mc_metrics_block *mc_metrics_block(const struct mc_seg *seg, unsigned slot);
 
 /*
- * The process in `slot`: start writing its block and set seg->metrics, which
- * makes the frame layer count this process's frames.  RESET clears the
- * block; CARRY keeps what a previous owner left (gauges are zeroed), or
- * clears it if it is not a valid block.  -EPERM: segment read-only;
+ * The process in `slot`: start writing its block and set seg->metrics,
+ * where its registrations go.  RESET clears the block; CARRY keeps what a
+ * previous owner left (gauges are zeroed), or clears it if it is not a
+ * valid block.  -EPERM: segment read-only;
  * -EINVAL: slot out of range.
  */
 int mc_metrics_open(struct mc_seg *seg, unsigned slot, enum mc_metrics_mode mode);
@@ -238,35 +245,6 @@ static inline void mc_histogram_observe(struct mc_histogram h, uint64_t v)
 		mc_hist_record(h.h, v);
 }
 
-/* ---- the frame layer's hot path ------------------------------------- */
-
-static inline void mc_metrics_bump(uint64_t *p, uint64_t n)
-{
-	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
-}
-
-/* A frame of `kind` with `len` payload bytes left this process / arrived.
- * Two single-writer increments in lines only this process writes. */
-static inline void mc_metrics_frame_out(struct mc_seg *seg, uint16_t kind, uint32_t len)
-{
-	struct mc_metrics_block *b = seg->metrics;
-
-	if (b != NULL) {
-		mc_metrics_bump(&b->mb_chan.mc_out[kind < MC_METRICS_KINDS ? kind : MC_METRICS_OTHER], 1);
-		mc_metrics_bump(&b->mb_chan.mc_bytes_out, len);
-	}
-}
-
-static inline void mc_metrics_frame_in(struct mc_seg *seg, uint16_t kind, uint32_t len)
-{
-	struct mc_metrics_block *b = seg->metrics;
-
-	if (b != NULL) {
-		mc_metrics_bump(&b->mb_chan.mc_in[kind < MC_METRICS_KINDS ? kind : MC_METRICS_OTHER], 1);
-		mc_metrics_bump(&b->mb_chan.mc_bytes_in, len);
-	}
-}
-
 /* ---- memory gauges ---------------------------------------------------- */
 
 /* Where memory figures come from: fills allocated/resident bytes, 0 or
@@ -325,7 +303,18 @@ int mc_metrics_info(const struct mc_metrics_view *v, uint32_t i, struct mc_metri
 uint64_t mc_metrics_read_counter(const struct mc_metric_info *m);
 double mc_metrics_read_gauge(const struct mc_metric_info *m);
 uint64_t mc_metrics_read_hist(const struct mc_metric_info *m, struct mc_hist *out);
-void mc_metrics_read_chan(const struct mc_metrics_view *v, struct mc_metrics_chan *out);
+
+/*
+ * The channel figures of `slot` (CHANNEL FIGURES above), from shared
+ * cursors: any process, any time, with or without a metrics block.
+ * Monotonic while the instance lives.
+ */
+struct mc_metrics_frames {
+	uint64_t sent;                  /* puts into the slot's outbound rings */
+	uint64_t received;              /* takes from the slot's inbound rings */
+	uint64_t pool_bytes;            /* sl_pool_published: frame blocks published */
+};
+void mc_metrics_slot_frames(const struct mc_seg *seg, unsigned slot, struct mc_metrics_frames *out);
 
 /* Find name + canonical labels ("" for none) in a view: index or -ENOENT. */
 int mc_metrics_find(const struct mc_metrics_view *v, const char *name, const char *labels);
@@ -336,9 +325,15 @@ const char *mc_metrics_errno_label(int err, char *buf, size_t len);
 /* Label value for a frame kind: "Control", "raw", "other", "kind23". */
 const char *mc_metrics_kind_name(unsigned kind, char *buf, size_t len);
 
+/* A frame kind's label index: the kind itself when it has a name (raw or
+ * a known message), else MC_METRICS_OTHER, so a label set stays bounded
+ * whatever kinds a peer sends. */
+unsigned mc_metrics_kind_index(unsigned kind);
+
 /* What `mcpcore status` shows per slot. */
 struct mc_metrics_summary {
-	uint64_t frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t frames_in, frames_out; /* ring totals (mc_metrics_slot_frames) */
+	uint64_t pool_bytes;            /* pool bytes published */
 	bool     has_rates;
 	double   in_per_s, out_per_s;
 	bool     has_memory;
@@ -348,7 +343,8 @@ struct mc_metrics_summary {
 	uint64_t errors;                /* frame_handler_errors_total, all codes */
 };
 
-/* 0, or -ENOENT when the slot has no metrics block. */
+/* 0, or -ENOENT when the slot has no metrics block; frames_in, frames_out
+ * and pool_bytes are filled in either case (they need no block). */
 int mc_metrics_summary(const struct mc_seg *seg, unsigned slot, struct mc_metrics_summary *out);
 
 /* Canonical label string of pairs {"k","v",...,NULL} into buf: 0 or -EINVAL. */
@@ -358,6 +354,7 @@ int mc_metrics_labels(const char *const *labels, char *buf, size_t len, const ch
  * supervisor, and mc_metrics_open). */
 #define MC_METRIC_FRAME_HANDLING   "frame_handling_seconds"
 #define MC_METRIC_HANDLER_ERRORS   "frame_handler_errors_total"
+#define MC_METRIC_HANDLED          "messages_handled_total"   /* {kind}: worker loop */
 #define MC_METRIC_MEM_ALLOCATED    "memory_allocated_bytes"
 #define MC_METRIC_MEM_RESIDENT     "memory_resident_bytes"
 

@@ -30,9 +30,30 @@
  * sleeps in FUTEX_WAIT on it; producers mc_ring_notify() after putting,
  * which is one atomic increment plus a FUTEX_WAKE only if someone sleeps.
  *
+ * FRAME TOTALS
+ * The ring's cursors are its frame counters: p_tail counts every put,
+ * c_head every take (journal replays do not move it, so a frame taken
+ * twice across a consumer crash counts once; frames the supervisor drains
+ * for a dead client count as taken).  They are 32-bit and wrap, so the
+ * monitor worker keeps a 64-bit extension of each in the ring's monitor
+ * line: r_mon_put and r_mon_taken, whose low 32 bits are the cursor's
+ * value when the monitor last looked.  It advances them (single writer;
+ * one whole 64-bit store each, with release ordering, so no reader sees a
+ * torn word) by t += (uint32_t)(cursor - (uint32_t)t).  Any process computes
+ * the current total as t + (uint32_t)(cursor - (uint32_t)t), loading t
+ * first (acquire), which is exact while fewer than 2^32 frames passed
+ * through the ring since the last advance.  The monitor advances every
+ * ring at least once a second (at 30 M frames/s a wrap takes 143 s); while
+ * the monitor is down for longer than a wrap, totals lose multiples of
+ * 2^32.  The words live in the segment: they survive a restart of either
+ * end and of the monitor, and rings are never re-initialised, so the
+ * totals never go backwards while the instance lives.  Counting this way
+ * costs the producer and the consumer nothing.
+ *
  * OWNERSHIP
  *   r_ck.p_tail, r_full              producer (process in slot r_src)
  *   r_ck.c_head, r_jpos, journal     consumer (process in slot r_dst)
+ *   r_mon_put, r_mon_taken           the monitor worker (MC_WORKER_MONITOR)
  *   everything else                  supervisor, at creation
  */
 #ifndef MC_RING_H
@@ -60,6 +81,9 @@ struct mc_ring {
 	uint64_t  r_journal_off;        /* journal: segment offset */
 	uint32_t  r_jpos __attribute__((aligned(64)));   /* consumer */
 	uint64_t  r_full __attribute__((aligned(64)));   /* producer: puts refused */
+	/* monitor: 64-bit extensions of p_tail and c_head (FRAME TOTALS) */
+	uint64_t  r_mon_put __attribute__((aligned(64)));
+	uint64_t  r_mon_taken;
 };
 
 /* Process-local consumer cursor per inbound ring (not in the segment). */
@@ -73,6 +97,20 @@ struct mc_inbox {
 
 /* Initialise ring `idx` (src -> dst).  Supervisor, at creation. */
 void mc_ring_init(struct mc_seg *seg, uint32_t idx, unsigned src, unsigned dst);
+
+/*
+ * Any process.  Frames put into / taken from ring idx since the segment
+ * was created (FRAME TOTALS: exact while the monitor keeps up).  A total
+ * read later is never smaller than one read earlier, in any process.
+ */
+uint64_t mc_ring_frames_put(const struct mc_seg *seg, uint32_t idx);
+uint64_t mc_ring_frames_taken(const struct mc_seg *seg, uint32_t idx);
+
+/*
+ * The monitor worker only (the single writer of r_mon_*), at least once a
+ * second for every ring: bring ring idx's 64-bit totals up to its cursors.
+ */
+void mc_ring_mon_advance(struct mc_seg *seg, uint32_t idx);
 
 /* Ring index for (src, dst) or -1. */
 static inline int mc_ring_index(const struct mc_seg *seg, unsigned src, unsigned dst)

@@ -1,7 +1,8 @@
 /*
  * metrics.c - per-process metrics blocks: open/reset/retire, the registry,
- * memory gauges, the monitor's published rates, and validated reading
- * (format, ownership and ordering rules in mc_metrics.h).
+ * memory gauges, the monitor's published rates, validated reading, and
+ * the channel figures derived from ring and pool cursors (format,
+ * ownership and ordering rules in mc_metrics.h).
  *
  * Invariants kept here:
  *   - only the owner (seg->metrics == the block) registers or updates;
@@ -24,13 +25,17 @@
 #include <ck_pr.h>
 
 #include "mc_proto.h"
+#include "mc_ring.h"
 #include "mc_util.h"
 
 _Static_assert(sizeof(struct mc_metrics_block) <= MC_METRICS_BLOCK / 2,
     "the fixed part of a metrics block leaves too little arena");
-_Static_assert(MC_METRICS_KINDS == MC_FK_COUNT, "one channel counter per frame kind");
+_Static_assert(MC_METRICS_KINDS == MC_FK_COUNT, "one kind label index per frame kind");
 _Static_assert(sizeof(struct mc_metric_desc) == 224, "descriptor size is part of the format");
-_Static_assert(offsetof(struct mc_metrics_block, mb_chan) == 64, "header is one cache line");
+_Static_assert(offsetof(struct mc_metrics_block, mb_rates_ns) == 64, "header is one cache line");
+
+/* Everything after the header line: what a reset clears. */
+#define MC_METRICS_BODY offsetof(struct mc_metrics_block, mb_rates_ns)
 
 static mc_metrics_memory_fn mc_metrics_memory;
 
@@ -199,8 +204,7 @@ static void mc_metrics_reset(struct mc_metrics_block *b)
 	ck_pr_fence_store();
 	ck_pr_store_32(&b->mb_gen, b->mb_gen + 1);
 	ck_pr_fence_store();
-	memset((uint8_t *)b + offsetof(struct mc_metrics_block, mb_chan), 0,
-	    MC_METRICS_BLOCK - offsetof(struct mc_metrics_block, mb_chan));
+	memset((uint8_t *)b + MC_METRICS_BODY, 0, MC_METRICS_BLOCK - MC_METRICS_BODY);
 	b->mb_version = MC_METRICS_VERSION;
 	ck_pr_store_32(&b->mb_count, 0);
 	b->mb_owners = 0;
@@ -562,13 +566,24 @@ uint64_t mc_metrics_read_hist(const struct mc_metric_info *m, struct mc_hist *ou
 	return mc_hist_copy(out, (const struct mc_hist *)m->value);
 }
 
-void mc_metrics_read_chan(const struct mc_metrics_view *v, struct mc_metrics_chan *out)
+void mc_metrics_slot_frames(const struct mc_seg *seg, unsigned slot, struct mc_metrics_frames *out)
 {
-	const uint64_t *src = (const uint64_t *)&v->b->mb_chan;
-	uint64_t *dst = (uint64_t *)out;
+	unsigned n = seg->hdr->sh_nslots;
 
-	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	memset(out, 0, sizeof(*out));
+	if (slot >= n)
+		return;
+	/* every ring has a worker at one end: a slot's rings are found by
+	 * trying each peer (the ring map says -1 where there is none) */
+	for (unsigned peer = 0; peer < n; peer++) {
+		int o = mc_ring_index(seg, slot, peer), i = mc_ring_index(seg, peer, slot);
+
+		if (o >= 0)
+			out->sent += mc_ring_frames_put(seg, (uint32_t)o);
+		if (i >= 0)
+			out->received += mc_ring_frames_taken(seg, (uint32_t)i);
+	}
+	out->pool_bytes = ck_pr_load_64(&seg->slots[slot].sl_pool_published);
 }
 
 int mc_metrics_find(const struct mc_metrics_view *v, const char *name, const char *labels)
@@ -593,6 +608,13 @@ const char *mc_metrics_errno_label(int err, char *buf, size_t len)
 	return buf;
 }
 
+unsigned mc_metrics_kind_index(unsigned kind)
+{
+	if (kind == MC_FK_RAW || (kind < MC_METRICS_KINDS && mc_proto_descriptor((uint16_t)kind)))
+		return kind;
+	return MC_METRICS_OTHER;
+}
+
 const char *mc_metrics_kind_name(unsigned kind, char *buf, size_t len)
 {
 	const ProtobufCMessageDescriptor *d;
@@ -611,22 +633,19 @@ const char *mc_metrics_kind_name(unsigned kind, char *buf, size_t len)
 static int mc_metrics_summary_once(const struct mc_seg *seg, unsigned slot,
     struct mc_metrics_summary *out)
 {
-	struct mc_metrics_chan chan;
+	struct mc_metrics_frames fr;
 	struct mc_metrics_view v;
 	struct mc_metric_info m;
 	uint64_t age;
 	int i;
 
 	memset(out, 0, sizeof(*out));
+	mc_metrics_slot_frames(seg, slot, &fr);
+	out->frames_in = fr.received;
+	out->frames_out = fr.sent;
+	out->pool_bytes = fr.pool_bytes;
 	if (mc_metrics_view(seg, slot, &v) != 0)
 		return -ENOENT;
-	mc_metrics_read_chan(&v, &chan);
-	for (unsigned k = 0; k <= MC_METRICS_KINDS; k++) {
-		out->frames_in += chan.mc_in[k];
-		out->frames_out += chan.mc_out[k];
-	}
-	out->bytes_in = chan.mc_bytes_in;
-	out->bytes_out = chan.mc_bytes_out;
 	i = mc_metrics_find(&v, MC_METRIC_MEM_ALLOCATED, "");
 	if (i >= 0 && mc_metrics_info(&v, (uint32_t)i, &m) == 0 && m.type == MC_METRIC_GAUGE) {
 		out->has_memory = true;

@@ -45,6 +45,58 @@ void mc_ring_init(struct mc_seg *seg, uint32_t idx, unsigned src, unsigned dst)
 	r->r_journal_off = h->sh_journal_off + (uint64_t)idx * h->sh_journal_entries * MC_DESC_SIZE;
 	r->r_jpos = 0;
 	r->r_full = 0;
+	/* ck_ring_init starts both cursors at 0: so do their extensions */
+	r->r_mon_put = 0;
+	r->r_mon_taken = 0;
+}
+
+/* --- frame totals: 64-bit extensions of the 32-bit cursors (mc_ring.h) --- */
+
+/*
+ * t's low 32 bits are the cursor when the monitor last looked; the cursor
+ * moved (cur - low) mod 2^32 since.  t is loaded first, with acquire: the
+ * monitor read a cursor value before it stored t (release), so the cursor
+ * we load afterwards is at least that value and the difference cannot go
+ * "negative" (which would wrap to ~2^32).
+ */
+static inline uint64_t mc_ring_extend(const uint64_t *t, const unsigned int *cursor)
+{
+	uint64_t base = ck_pr_load_64(t);
+	uint32_t cur;
+
+	ck_pr_fence_acquire();
+	cur = ck_pr_load_uint(cursor);
+	return base + (uint32_t)(cur - (uint32_t)base);
+}
+
+uint64_t mc_ring_frames_put(const struct mc_seg *seg, uint32_t idx)
+{
+	const struct mc_ring *r = mc_ring_at(seg, idx);
+
+	return mc_ring_extend(&r->r_mon_put, &r->r_ck.p_tail);
+}
+
+uint64_t mc_ring_frames_taken(const struct mc_seg *seg, uint32_t idx)
+{
+	const struct mc_ring *r = mc_ring_at(seg, idx);
+
+	return mc_ring_extend(&r->r_mon_taken, &r->r_ck.c_head);
+}
+
+void mc_ring_mon_advance(struct mc_seg *seg, uint32_t idx)
+{
+	struct mc_ring *r = mc_ring_at(seg, idx);
+	uint64_t put = mc_ring_extend(&r->r_mon_put, &r->r_ck.p_tail);
+	uint64_t taken = mc_ring_extend(&r->r_mon_taken, &r->r_ck.c_head);
+
+	/* release: the cursor loads above come before the stores readers
+	 * pair with; an unchanged word is not rewritten (no line ping-pong
+	 * with readers of idle rings) */
+	ck_pr_fence_release();
+	if (put != r->r_mon_put)
+		ck_pr_store_64(&r->r_mon_put, put);
+	if (taken != r->r_mon_taken)
+		ck_pr_store_64(&r->r_mon_taken, taken);
 }
 
 uint32_t mc_ring_depth(const struct mc_seg *seg, uint32_t idx)

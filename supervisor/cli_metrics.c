@@ -1,7 +1,11 @@
 /*
  * cli_metrics.c - the metrics fields and table of `mcpcore status`
  * (contract in mc_cli_metrics.h).  The figures are the ones the monitor
- * serves at /metrics, read from the same blocks.
+ * serves at /metrics, read from the same blocks and cursors.  Frames come
+ * from the rings (mc_metrics.h, CHANNEL FIGURES), so they are there even
+ * for a slot without a metrics block; bytes_in and bytes_out are no longer
+ * measured and stay null (kept: status fields are never removed), the
+ * pool's published bytes are pool_bytes_written.
  */
 #include "mc_cli_metrics.h"
 
@@ -28,10 +32,12 @@ static void mc_cli_metrics_slot(const struct mc_seg *seg, unsigned s, json_t *ob
 
 	if (!json_is_object(obj))
 		return;
-	json_object_set_new(obj, "frames_in", mc_cli_count(have, m.frames_in));
-	json_object_set_new(obj, "frames_out", mc_cli_count(have, m.frames_out));
-	json_object_set_new(obj, "bytes_in", mc_cli_count(have, m.bytes_in));
-	json_object_set_new(obj, "bytes_out", mc_cli_count(have, m.bytes_out));
+	/* mc_metrics_summary fills the ring figures with or without a block */
+	json_object_set_new(obj, "frames_in", mc_cli_count(true, m.frames_in));
+	json_object_set_new(obj, "frames_out", mc_cli_count(true, m.frames_out));
+	json_object_set_new(obj, "bytes_in", json_null());
+	json_object_set_new(obj, "bytes_out", json_null());
+	json_object_set_new(obj, "pool_bytes_written", mc_cli_count(true, m.pool_bytes));
 	json_object_set_new(obj, "frames_in_per_s", mc_cli_real(have && m.has_rates, m.in_per_s));
 	json_object_set_new(obj, "frames_out_per_s", mc_cli_real(have && m.has_rates, m.out_per_s));
 	json_object_set_new(obj, "handled", mc_cli_count(have, m.handled));
@@ -131,7 +137,7 @@ void mc_cli_metrics_print(json_t *doc)
 		mc_cli_metrics_row(json_string_value(json_object_get(v, "name")), v);
 	json_array_foreach(json_object_get(doc, "clients"), i, v)
 		mc_cli_metrics_row(json_string_value(json_object_get(v, "name")), v);
-	printf("(totals since each block was reset; rates: the monitor's last second; "
-	    "P50/P99: frame handling; Prometheus: http://%s/metrics)\n",
+	printf("(frames: ring totals since the instance started; rates: the monitor's last "
+	    "second; P50/P99: frame handling; Prometheus: http://%s/metrics)\n",
 	    json_string_value(json_object_get(json_object_get(doc, "monitor"), "listen")));
 }

@@ -14,7 +14,14 @@
  *   metric_add(seg, handle, delta)       gauge
  *   metric_observe(seg, handle, value)   histogram: seconds for *_seconds,
  *                                        else a non-negative integer
- *   metrics_read(seg, slot) -> dict | None   any slot, read-only attach is fine
+ *   metrics_read(seg, slot) -> dict | None   any slot, read-only attach is fine:
+ *       the block's metrics, plus the slot's channel figures derived from
+ *       the ring and pool cursors (mc_metrics.h, CHANNEL FIGURES):
+ *       frames_sent, frames_received (ring totals since the instance
+ *       started, whoever held the slot), pool_bytes_written, and
+ *       messages_handled: {kind: count} from the block's
+ *       messages_handled_total counters (workers running the common loop;
+ *       empty for clients)
  * A handle packs the block generation, the descriptor index, the unit and
  * the type (gen << 32 | index << 8 | unit << 4 | type).
  * After the slot is released and claimed again the block is new and old
@@ -280,12 +287,13 @@ struct mc_py_block {
 	struct mc_hist h;               /* scratch */
 	int32_t pid;
 	uint32_t gen, owners;
-	struct mc_metrics_chan chan;
+	struct mc_metrics_frames frames;
 	uint32_t n;
 	struct mc_py_sample s[MC_METRICS_MAX];
 };
 
-static void mc_py_read_block(const struct mc_metrics_view *v, struct mc_py_block *out)
+static void mc_py_read_block(const struct mc_seg *seg, unsigned slot,
+    const struct mc_metrics_view *v, struct mc_py_block *out)
 {
 	struct mc_hist *h = &out->h;
 
@@ -293,7 +301,7 @@ static void mc_py_read_block(const struct mc_metrics_view *v, struct mc_py_block
 	out->gen = v->gen;
 	out->owners = v->owners;
 	out->n = 0;
-	mc_metrics_read_chan(v, &out->chan);
+	mc_metrics_slot_frames(seg, slot, &out->frames);
 	for (uint32_t i = 0; i < v->count; i++) {
 		struct mc_py_sample *s = &out->s[out->n];
 		double div;
@@ -317,23 +325,31 @@ static void mc_py_read_block(const struct mc_metrics_view *v, struct mc_py_block
 	}
 }
 
-static PyObject *mc_py_kinds_dict(const uint64_t *c)
+/* {kind: count} of the block's messages_handled_total counters. */
+static PyObject *mc_py_handled_dict(const struct mc_py_block *blk)
 {
+	static const char prefix[] = "kind=\"";
+	const size_t plen = sizeof(prefix) - 1;
 	PyObject *d = PyDict_New();
-	char buf[24];
 
-	for (unsigned k = 0; d != NULL && k <= MC_METRICS_KINDS; k++) {
-		PyObject *n;
+	for (uint32_t i = 0; d != NULL && i < blk->n; i++) {
+		const struct mc_py_sample *s = &blk->s[i];
+		const char *labels = s->info.labels;
+		size_t len = strlen(labels);
+		PyObject *k, *n;
+		int rc;
 
-		if (c[k] == 0)
+		/* one label, kind="<name>": kind names need no escaping */
+		if (s->info.type != MC_METRIC_COUNTER || strcmp(s->info.name, MC_METRIC_HANDLED) != 0 ||
+		    len <= plen || strncmp(labels, prefix, plen) != 0 || labels[len - 1] != '"')
 			continue;
-		n = PyLong_FromUnsignedLongLong(c[k]);
-		if (n == NULL || PyDict_SetItemString(d, mc_metrics_kind_name(k, buf, sizeof(buf)), n) < 0) {
-			Py_XDECREF(n);
-			Py_DECREF(d);
-			return NULL;
-		}
-		Py_DECREF(n);
+		k = PyUnicode_FromStringAndSize(labels + plen, (Py_ssize_t)(len - plen - 1));
+		n = PyLong_FromUnsignedLongLong((unsigned long long)s->value);
+		rc = k != NULL && n != NULL ? PyDict_SetItem(d, k, n) : -1;
+		Py_XDECREF(k);
+		Py_XDECREF(n);
+		if (rc < 0)
+			Py_CLEAR(d);
 	}
 	return d;
 }
@@ -357,7 +373,7 @@ static PyObject *mc_py_metrics_read(PyObject *mod, PyObject *args)
 {
 	struct mc_metrics_view v;
 	struct mc_py_block *blk;
-	PyObject *seg_o, *list = NULL, *in = NULL, *out = NULL, *res = NULL;
+	PyObject *seg_o, *list = NULL, *handled = NULL, *res = NULL;
 	McSegment *self;
 	unsigned slot;
 	bool ok = false;
@@ -386,7 +402,7 @@ static PyObject *mc_py_metrics_read(PyObject *mod, PyObject *args)
 	for (int tries = 0; tries < 4 && !ok; tries++) {
 		if (mc_metrics_view(&self->seg, slot, &v) != 0)
 			break;
-		mc_py_read_block(&v, blk);
+		mc_py_read_block(&self->seg, slot, &v, blk);
 		ok = mc_metrics_view_ok(&v);
 	}
 	mc_py_unlock(self);
@@ -395,8 +411,7 @@ static PyObject *mc_py_metrics_read(PyObject *mod, PyObject *args)
 		Py_RETURN_NONE;
 	}
 	list = PyList_New(0);
-	in = mc_py_kinds_dict(blk->chan.mc_in);
-	out = mc_py_kinds_dict(blk->chan.mc_out);
+	handled = mc_py_handled_dict(blk);
 	for (uint32_t i = 0; list != NULL && i < blk->n; i++) {
 		PyObject *d = mc_py_sample_dict(&blk->s[i]);
 
@@ -407,15 +422,15 @@ static PyObject *mc_py_metrics_read(PyObject *mod, PyObject *args)
 		}
 		Py_DECREF(d);
 	}
-	if (list != NULL && in != NULL && out != NULL)
-		res = Py_BuildValue("{s:I, s:i, s:I, s:I, s:O, s:O, s:K, s:K, s:O}", "slot", slot,
+	if (list != NULL && handled != NULL)
+		res = Py_BuildValue("{s:I, s:i, s:I, s:I, s:K, s:K, s:K, s:O, s:O}", "slot", slot,
 		    "pid", (int)blk->pid, "generation", blk->gen, "owners", blk->owners,
-		    "frames_in", in, "frames_out", out,
-		    "bytes_in", (unsigned long long)blk->chan.mc_bytes_in,
-		    "bytes_out", (unsigned long long)blk->chan.mc_bytes_out, "metrics", list);
+		    "frames_sent", (unsigned long long)blk->frames.sent,
+		    "frames_received", (unsigned long long)blk->frames.received,
+		    "pool_bytes_written", (unsigned long long)blk->frames.pool_bytes,
+		    "messages_handled", handled, "metrics", list);
 	Py_XDECREF(list);
-	Py_XDECREF(in);
-	Py_XDECREF(out);
+	Py_XDECREF(handled);
 	PyMem_Free(blk);
 	return res;
 }

@@ -3,8 +3,10 @@
 - /metrics of a running instance with traffic passes `promtool check
   metrics` (no parse error, no lint finding);
 - a real Prometheus (Debian's prometheus package) started on loopback with
-  the repo's config/prometheus.yml scrapes it: up is 1, and a counter moves
-  by exactly the number of frames the test sent;
+  the repo's config/prometheus.yml scrapes it: up is 1, and counters move
+  by exactly the number of frames the test sent (the ring totals from the
+  test's client slots to the state worker, which the monitor derives from
+  the ring cursors, and the state worker's handled Control messages);
 - the endpoint's HTTP behaviour (404, 405, 400, HEAD, keep-alive, many
   concurrent scrapers, serving on after bad input);
 - `mcpcore status` shows the same figures; counters carry over a worker
@@ -124,14 +126,24 @@ def test_exposition_passes_promtool_with_traffic(monitored):
     s = series(text)
     for w in ("state", "persistence", "monitor", "router", "protocol"):
         assert s[f'mcpcore_worker_up{{worker="{w}"}}'] == 1
-        assert s[f'mcpcore_frames_received_total{{worker="{w}",kind="Control"}}'] >= 20
+        assert s[f'mcpcore_frames_received_total{{worker="{w}"}}'] >= 20
+        assert s[f'mcpcore_frames_sent_total{{worker="{w}"}}'] >= 20
+        assert s[f'mcpcore_pool_bytes_written_total{{worker="{w}"}}'] >= 20 * 64
         # every worker's block has the handling histogram; workers that run
         # their own loop (persistence) fill it themselves, if at all
         assert f'mcpcore_frame_handling_seconds_count{{worker="{w}"}}' in s
         assert s[f'mcpcore_worker_restarts_total{{worker="{w}"}}'] == 0
     assert s['mcpcore_frame_handling_seconds_count{worker="monitor"}'] >= 20
-    assert s['mcpcore_frames_sent_total{worker="state",kind="Control"}'] >= 20
+    # workers on the common loop count handled messages by kind
+    for w in ("state", "monitor"):
+        assert s[f'mcpcore_messages_handled_total{{worker="{w}",kind="Control"}}'] >= 20
     assert 'mcpcore_ring_depth{src="state",dst="router"}' in s
+    assert 'mcpcore_ring_frames_total{src="state",dst="router"}' in s
+    # the ping client's slot is gone, its rings' totals stay
+    clients = [k for k in s if k.startswith('mcpcore_ring_frames_total{src="client')]
+    assert sum(s[k] for k in clients if 'dst="state"' in k) >= 20, clients
+    for retired in ("mcpcore_frame_sent_bytes_total", "mcpcore_frame_received_bytes_total"):
+        assert not any(k.startswith(retired) for k in s)
     assert s['mcpcore_region_size_bytes{region="shared.rings"}'] == 4194304
     # the repo's scrape config is valid too
     r = subprocess.run([PROMTOOL, "check", "config", REPO_SCRAPE_CONFIG], capture_output=True,
@@ -182,13 +194,25 @@ def test_real_prometheus_scrapes_the_instance(monitored, tmp_path):
             time.sleep(0.2)
         assert up == 1, f"up = {up}\n{open(tmp_path / 'prometheus.log').read()}"
 
-        query = 'mcpcore_frames_received_total{worker="state",kind="Control"}'
+        # the ring totals from client slots to the state worker: only the
+        # test's pings travel there (a client slot that never sent has no
+        # series while free, hence "or vector(0)")
+        query = 'sum(mcpcore_ring_frames_total{src=~"client.*",dst="state"}) or vector(0)'
+        handled = 'mcpcore_messages_handled_total{worker="state",kind="Control"}'
         before = None
         while before is None and time.monotonic() < end:
             before = prom_value(prom_port, query)
             time.sleep(0.2)
-        assert before is not None, "the counter is exported before any ping"
-        sent_before = prom_value(prom_port, 'mcpcore_frames_sent_total{worker="state",kind="Control"}')
+        assert before is not None
+        ping(monitored, 1, worker="state")      # the state worker registers its Control counter
+        end = time.monotonic() + 30
+        while time.monotonic() < end and prom_value(prom_port, handled) is None:
+            time.sleep(0.2)
+        while time.monotonic() < end and prom_value(prom_port, query) != before + 1:
+            time.sleep(0.2)
+        before = prom_value(prom_port, query)
+        handled_before = prom_value(prom_port, handled)
+        assert handled_before is not None, "the handled counter is exported"
         n = 17
         ping(monitored, n, worker="state")
         end = time.monotonic() + 30
@@ -197,10 +221,11 @@ def test_real_prometheus_scrapes_the_instance(monitored, tmp_path):
             time.sleep(0.2)
             after = prom_value(prom_port, query)
         assert after == before + n, f"moved by {after - before}, sent {n}"
-        time.sleep(2.5)             # two more scrapes: nothing else moved it
+        while time.monotonic() < end and prom_value(prom_port, handled) != handled_before + n:
+            time.sleep(0.2)
+        time.sleep(2.5)             # two more scrapes: nothing else moved them
         assert prom_value(prom_port, query) == before + n
-        assert prom_value(prom_port, 'mcpcore_frames_sent_total{worker="state",kind="Control"}') \
-            == sent_before + n
+        assert prom_value(prom_port, handled) == handled_before + n
         # histogram buckets make quantiles in PromQL
         q = prom_value(prom_port, 'histogram_quantile(0.5, mcpcore_frame_handling_seconds_bucket'
                                   '{worker="state"})')
@@ -279,23 +304,27 @@ def test_status_shows_the_same_figures(monitored):
     assert st["monitor"] == {"listen": f"127.0.0.1:{monitored.port}", "path": "/metrics"}
     for w in st["workers"]:
         assert w["frames_in"] >= 5 and w["frames_out"] >= 5, w
+        assert w["pool_bytes_written"] >= 5 * 64, w
+        assert w["bytes_in"] is None and w["bytes_out"] is None, "no longer measured"
         assert isinstance(w["handled"], int) and w["handler_errors"] == 0
         if w["handled"]:
             assert 0 < w["handling_p50_us"] <= w["handling_p99_us"]
         else:
             assert w["handling_p50_us"] is None
         assert isinstance(w["frames_in_per_s"], float)
-        assert w["bytes_in"] > 0
         # jemalloc figures where the binary has jemalloc (not the sanitizer build)
         assert w["memory_allocated"] is None or w["memory_allocated"] > 0
     mon = next(w for w in st["workers"] if w["name"] == "monitor")
     assert mon["handled"] >= 5 and mon["handling_p99_us"] > 0
-    assert "frames_in" in st["supervisor"]
-    text = scrape(monitored.port)
-    s = series(text)
+    assert st["supervisor"]["frames_in"] == 0, "the supervisor has no rings"
+    # the same cursors, read between two scrapes
+    s1 = series(scrape(monitored.port))
     state = next(w for w in monitored.status()["workers"] if w["name"] == "state")
-    assert state["frames_in"] == sum(v for k, v in s.items()
-                                     if k.startswith('mcpcore_frames_received_total{worker="state"'))
+    s2 = series(scrape(monitored.port))
+    for field, name in (("frames_in", "frames_received_total"), ("frames_out", "frames_sent_total"),
+                        ("pool_bytes_written", "pool_bytes_written_total")):
+        key = f'mcpcore_{name}{{worker="state"}}'
+        assert s1[key] <= state[field] <= s2[key], (field, s1[key], state[field], s2[key])
     human = mcpcore("status", "--instance", monitored.instance)
     assert human.returncode == 0
     assert "METRICS" in human.stdout and "FRAMES_IN" in human.stdout and "P99_US" in human.stdout
@@ -303,8 +332,10 @@ def test_status_shows_the_same_figures(monitored):
 
 def test_counters_carry_over_a_restart(monitored):
     ping(monitored, 10, worker="state")
-    q = 'mcpcore_frames_received_total{worker="state",kind="Control"}'
+    q = 'mcpcore_frames_received_total{worker="state"}'
+    handled = 'mcpcore_messages_handled_total{worker="state",kind="Control"}'
     before = series(scrape(monitored.port))[q]
+    handled_before = series(scrape(monitored.port))[handled]
     hist = 'mcpcore_frame_handling_seconds_count{worker="state"}'
     hist_before = series(scrape(monitored.port))[hist]
     old = monitored.worker("state")
@@ -314,10 +345,23 @@ def test_counters_carry_over_a_restart(monitored):
                        10, "state restarted")
     s = series(scrape(monitored.port))
     assert s[q] >= before, "a restart is not a counter reset"
+    assert s[handled] >= handled_before
     assert s[hist] >= hist_before
     assert s['mcpcore_worker_restarts_total{worker="state"}'] == 1
     ping(monitored, 3, worker="state")
-    assert series(scrape(monitored.port))[q] == s[q] + 3
+    assert series(scrape(monitored.port))[q] >= s[q] + 3
+
+
+def test_ring_totals_survive_a_monitor_restart(monitored):
+    ping(monitored, 10, worker="state")
+    q = 'mcpcore_frames_received_total{worker="state"}'
+    before = series(scrape(monitored.port))[q]
+    os.kill(monitored.worker("monitor")["pid"], signal.SIGKILL)
+    monitored.wait_for(lambda st: any(w["name"] == "monitor" and w["restarts"] == 1 and
+                                      w["state"] == "running" for w in st["workers"]),
+                       10, "monitor restarted")
+    ping(monitored, 4, worker="state")
+    assert series(wait_scrape(monitored.port))[q] >= before + 4
 
 
 def test_snapshots_reach_persistence(monitored):
@@ -325,12 +369,13 @@ def test_snapshots_reach_persistence(monitored):
     s = {}
     while time.monotonic() < end:
         s = series(scrape(monitored.port))
-        if s.get('mcpcore_frames_received_total{worker="persistence",kind="MetricsSnapshot"}', 0) >= 2:
+        if s.get('mcpcore_monitor_snapshots_total{worker="monitor",result="sent"}', 0) >= 2:
             break
         time.sleep(0.3)
-    assert s['mcpcore_frames_received_total{worker="persistence",kind="MetricsSnapshot"}'] >= 2
-    assert s['mcpcore_frames_sent_total{worker="monitor",kind="MetricsSnapshot"}'] >= 2
-    assert s['mcpcore_monitor_snapshots_total{worker="monitor",result="sent"}'] >= 2
+    sent = s['mcpcore_monitor_snapshots_total{worker="monitor",result="sent"}']
+    assert sent >= 2
+    # only snapshots travel from the monitor to persistence
+    assert s['mcpcore_ring_frames_total{src="monitor",dst="persistence"}'] == sent
 
 
 def test_a_taken_port_is_retried_not_crash_looped(runtime, tmp_path):

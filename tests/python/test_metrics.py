@@ -128,23 +128,42 @@ def test_a_new_claim_starts_a_new_block(runtime, seg):
     assert metric(seg.metrics.read(), "claims_total")["value"] == 2
 
 
-def test_channel_counters_and_other_blocks(runtime, seg):
+def test_channel_figures_and_other_blocks(runtime, seg):
+    seg.ping("state")               # claims the slot; frames from here on are ours
+    before = seg.metrics.read()
+    state_before = seg.metrics.read("state")
     for _ in range(3):
-        seg.ping("router")
+        seg.ping("state")
     mine = seg.metrics.read()
-    assert mine["frames_out"]["Control"] >= 3 and mine["frames_in"]["Control"] >= 3
-    assert mine["bytes_out"] > 0
-    router = seg.metrics.read("router")
-    assert router["frames_in"]["Control"] >= 3
-    names = {m["name"] for m in router["metrics"]}
-    assert "frame_handling_seconds" in names
+    # ring totals: exactly our pings and their pongs (nobody else uses our rings)
+    assert mine["frames_sent"] - before["frames_sent"] == 3
+    assert mine["frames_received"] - before["frames_received"] == 3
+    assert mine["pool_bytes_written"] - before["pool_bytes_written"] >= 3 * 64
+    assert mine["messages_handled"] == {}, "clients have no worker loop"
+    assert "frames_in" not in mine and "bytes_out" not in mine, "retired fields"
+    # the worker counts a message once its handler returned, which may be
+    # just after its PONG reached us
+    end = time.monotonic() + 5
+    while True:
+        state = seg.metrics.read("state")
+        handled = state["messages_handled"].get("Control", 0) - \
+            state_before["messages_handled"].get("Control", 0)
+        if handled >= 3 or time.monotonic() > end:
+            break
+        time.sleep(0.01)
+    assert handled == 3
+    assert state["frames_received"] - state_before["frames_received"] >= 3
+    names = {m["name"] for m in state["metrics"]}
+    assert "frame_handling_seconds" in names and "messages_handled_total" in names
     assert seg.metrics.read("supervisor") is not None
     with pytest.raises(ValueError):
         seg.metrics.read("nosuchslot")
     # what `mcpcore status` shows for this client
     st = runtime.status()
     me = next(c for c in st["clients"] if c["slot"] == seg.slot)
-    assert me["frames_out"] >= 3
+    assert me["frames_out"] == mine["frames_sent"] and me["frames_in"] == mine["frames_received"]
+    assert me["pool_bytes_written"] == mine["pool_bytes_written"]
+    assert me["bytes_in"] is None and me["bytes_out"] is None, "no longer measured"
 
 
 def test_read_only_attach_reads(runtime, seg):

@@ -2,7 +2,8 @@
  * test_expo.c - unit tests for the monitor's Prometheus exposition
  * (workers/monitor/expo.c) and its text buffer (buf.c), contract in
  * workers/monitor/mc_monitor.h: families grouped once across processes,
- * no duplicate series, values from the blocks, histograms with cumulative
+ * no duplicate series, values from the blocks and the ring and pool
+ * cursors, histograms with cumulative
  * buckets, conflicts and reserved names left out, and `promtool check
  * metrics` (Debian's prometheus package) finding nothing to say.
  */
@@ -179,12 +180,21 @@ Test(expo, runtime_and_registered_families)
 
 	cr_assert_eq(mc_expo_render(&sup, &out), 0);
 	check_structure(out.p);
-	cr_assert_eq(value_of(out.p, "mcpcore_frames_sent_total{worker=\"state\",kind=\"Control\"}"), 7);
-	cr_assert_eq(value_of(out.p, "mcpcore_frames_received_total{worker=\"router\",kind=\"Control\"}"), 7);
-	cr_assert_eq(value_of(out.p, "mcpcore_frame_received_bytes_total{worker=\"router\"}"), 350);
-	cr_assert_eq(value_of(out.p, "mcpcore_frames_received_total{worker=\"state\",kind=\"raw\"}"), -1,
-	    "kinds never seen are left out (Control excepted)");
-	cr_assert_eq(value_of(out.p, "mcpcore_frames_received_total{worker=\"state\",kind=\"Control\"}"), 0);
+	/* frames and bytes from the cursors: 7 frames of 32 + 50 bytes, 128 each */
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_sent_total{worker=\"state\"}"), 7);
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_received_total{worker=\"router\"}"), 7);
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_received_total{worker=\"state\"}"), 0);
+	cr_assert_eq(value_of(out.p, "mcpcore_ring_frames_total{src=\"state\",dst=\"router\"}"), 7);
+	cr_assert_eq(value_of(out.p, "mcpcore_ring_frames_total{src=\"router\",dst=\"state\"}"), 0);
+	cr_assert_eq(value_of(out.p, "mcpcore_pool_bytes_written_total{worker=\"state\"}"), 7 * 128);
+	cr_assert_eq(value_of(out.p, "mcpcore_pool_bytes_written_total{worker=\"router\"}"), 0);
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_sent_total{worker=\"client0\"}"), 0,
+	    "an attached client is shown");
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_sent_total{worker=\"client1\"}"), -1,
+	    "a free client slot that never sent is not");
+	cr_assert_eq(value_of(out.p, "mcpcore_frames_sent_total{worker=\"supervisor\"}"), -1,
+	    "the supervisor has no rings");
+	cr_assert_null(strstr(out.p, "frame_sent_bytes_total"), "retired family");
 	cr_assert_eq(value_of(out.p, "mcpcore_clients_attached"), 1);
 	cr_assert_eq(value_of(out.p, "mcpcore_worker_up{worker=\"state\"}"), 0, "not RUNNING here");
 	cr_assert_eq(value_of(out.p, "mcpcore_route_errors_total{worker=\"router\",code=\"-32601\"}"), 4);
@@ -220,11 +230,21 @@ Test(expo, conflicts_and_reserved_names_are_left_out)
 	mc_gauge_set(g, 1);
 	mc_metrics_gauge(&rt, "ring_depth", "Collides with a runtime family", NULL, &g);
 	mc_gauge_set(g, 12345);
+	{
+		struct mc_counter c;
+
+		mc_metrics_counter(&rt, "ring_frames_total", "Collides too", NULL, &c);
+		mc_counter_add(c, 54321);
+		mc_metrics_counter(&rt, "frame_sent_bytes_total", "A retired name", NULL, &c);
+		mc_counter_add(c, 54322);
+	}
 	cr_assert_eq(mc_expo_render(&sup, &out), 0);
 	check_structure(out.p);
 	cr_assert_eq(value_of(out.p, "mcpcore_work_seconds_count{worker=\"state\"}"), 1);
 	cr_assert_eq(value_of(out.p, "mcpcore_work_seconds{worker=\"router\"}"), -1);
 	cr_assert_null(strstr(out.p, "12345"));
+	cr_assert_null(strstr(out.p, "54321"));
+	cr_assert_null(strstr(out.p, "54322"), "retired runtime names stay reserved");
 	promtool_check(out.p);
 }
 

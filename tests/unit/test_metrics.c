@@ -1,7 +1,8 @@
 /*
  * test_metrics.c - unit tests for the per-process metrics blocks
  * (shm/metrics.c, contract in shm/mc_metrics.h): registration rules,
- * values, the frame layer's channel counters, carry-over and reset,
+ * values, the channel figures derived from ring and pool cursors (exact
+ * across a 32-bit cursor wrap), carry-over and reset,
  * retirement of client blocks (release and reap), single-writer reads
  * racing a writer in another process, memory gauges, published rates and
  * the status summary.
@@ -28,7 +29,9 @@
 #include "mc_layout.h"
 #include "mc_metrics.h"
 #include "mc_proto.h"
+#include "mc_ring.h"
 #include "mc_seg.h"
+#include "mc_util.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -239,17 +242,34 @@ Test(metrics, registry_and_arena_fill_up_cleanly)
 	mc_seg_detach(&w);
 }
 
-Test(metrics, channel_counters_follow_the_frames)
+/* Bytes a frame of len payload bytes takes in its pool. */
+static uint64_t block(uint32_t len)
+{
+	return mc_align_up(MC_FRAME_HDR_SIZE + (uint64_t)len, MC_FRAME_ALIGN);
+}
+
+static int ring(unsigned src, unsigned dst)
+{
+	int idx = mc_ring_index(&sup, src, dst);
+
+	cr_assert_geq(idx, 0);
+	return idx;
+}
+
+Test(metrics, channel_figures_follow_the_frames)
 {
 	struct mc_seg p, x;
-	struct mc_metrics_chan chan;
+	struct mc_metrics_frames fr;
 	struct mc_metrics_view v;
 	struct mc_msg m;
+	uint32_t sr = (uint32_t)ring(MC_WORKER_STATE, MC_WORKER_ROUTER);
+	uint32_t sm = (uint32_t)ring(MC_WORKER_STATE, MC_WORKER_MONITOR);
+	uint32_t rp = (uint32_t)ring(MC_WORKER_ROUTER, MC_WORKER_PROTOCOL);
 	int err2;
 
 	worker(&p, MC_WORKER_STATE);
 	worker(&x, MC_WORKER_ROUTER);
-	/* metrics off: nothing is counted */
+	/* no metrics block needed: the cursors count */
 	{
 		struct mc_frame *f = mc_frame_alloc(&p, 10, MC_FK_RAW, &err2);
 
@@ -259,6 +279,8 @@ Test(metrics, channel_counters_follow_the_frames)
 		mc_frame_release(&x, &m);
 	}
 	cr_assert_eq(mc_metrics_view(&sup, MC_WORKER_STATE, &v), -ENOENT);
+	cr_assert_eq(mc_ring_frames_put(&sup, sr), 1);
+	cr_assert_eq(mc_ring_frames_taken(&sup, sr), 1);
 	cr_assert_eq(mc_metrics_open(&p, MC_WORKER_STATE, MC_METRICS_RESET), 0);
 	cr_assert_eq(mc_metrics_open(&x, MC_WORKER_ROUTER, MC_METRICS_RESET), 0);
 	for (int i = 0; i < 10; i++) {
@@ -267,30 +289,101 @@ Test(metrics, channel_counters_follow_the_frames)
 		cr_assert_not_null(f);
 		cr_assert_eq(mc_frame_send(&p, f, 1ULL << MC_WORKER_ROUTER), 0);
 	}
-	{       /* multi-destination sends count once */
+	{       /* two destinations: one put into each ring */
 		struct mc_frame *f = mc_frame_alloc(&p, 7, 200, &err2);
 
 		cr_assert_eq(mc_frame_send(&p, f, (1ULL << MC_WORKER_ROUTER) |
 		    (1ULL << MC_WORKER_MONITOR)), 0);
 	}
+	cr_assert_eq(mc_ring_frames_put(&sup, sr), 12);
+	cr_assert_eq(mc_ring_frames_taken(&sup, sr), 1, "queued, not taken yet");
 	for (int i = 0; i < 11; i++) {
 		cr_assert_eq(mc_recv(&x, &m), 0);
 		if (i == 0)
 			cr_assert_eq(mc_frame_forward(&x, &m, 1ULL << MC_WORKER_PROTOCOL), 0);
 		mc_frame_release(&x, &m);
 	}
-	cr_assert_eq(mc_metrics_view(&sup, MC_WORKER_STATE, &v), 0);
-	mc_metrics_read_chan(&v, &chan);
-	cr_assert_eq(chan.mc_out[MC_FK_CONTROL], 10);
-	cr_assert_eq(chan.mc_out[MC_METRICS_OTHER], 1, "kind 200 counts as other");
-	cr_assert_eq(chan.mc_bytes_out, 1007);
-	cr_assert_eq(chan.mc_in[MC_FK_CONTROL], 0);
+	cr_assert_eq(mc_ring_frames_put(&sup, sr), 12);
+	cr_assert_eq(mc_ring_frames_taken(&sup, sr), 12);
+	cr_assert_eq(mc_ring_frames_put(&sup, sm), 1);
+	cr_assert_eq(mc_ring_frames_taken(&sup, sm), 0);
+	cr_assert_eq(mc_ring_frames_put(&sup, rp), 1, "a forward is a put");
+
+	mc_metrics_slot_frames(&sup, MC_WORKER_STATE, &fr);
+	cr_assert_eq(fr.sent, 13);
+	cr_assert_eq(fr.received, 0);
+	cr_assert_eq(fr.pool_bytes, block(10) + 10 * block(100) + block(7),
+	    "published blocks, headers included: %llu", (unsigned long long)fr.pool_bytes);
+	mc_metrics_slot_frames(&sup, MC_WORKER_ROUTER, &fr);
+	cr_assert_eq(fr.sent, 1);
+	cr_assert_eq(fr.received, 12);
+	cr_assert_eq(fr.pool_bytes, 0, "a forward writes nothing into our pool");
+	mc_metrics_slot_frames(&sup, MC_WORKER_PROTOCOL, &fr);
+	cr_assert_eq(fr.received, 0, "nobody took it yet");
+
+	/* the frame layer registers and counts nothing in the blocks */
 	cr_assert_eq(mc_metrics_view(&sup, MC_WORKER_ROUTER, &v), 0);
-	mc_metrics_read_chan(&v, &chan);
-	cr_assert_eq(chan.mc_in[MC_FK_CONTROL], 10);
-	cr_assert_eq(chan.mc_in[MC_METRICS_OTHER], 1);
-	cr_assert_eq(chan.mc_bytes_in, 1007);
-	cr_assert_eq(chan.mc_out[MC_FK_CONTROL], 1, "a forward counts as sent");
+	cr_assert_eq(v.count, 0);
+
+	/* the monitor's advance changes the words, not the totals */
+	mc_ring_mon_advance(&sup, sr);
+	cr_assert_eq(sup.rings[sr].r_mon_put, 12);
+	cr_assert_eq(sup.rings[sr].r_mon_taken, 12);
+	cr_assert_eq(mc_ring_frames_put(&sup, sr), 12);
+	cr_assert_eq(mc_ring_frames_taken(&sup, sr), 12);
+	mc_seg_detach(&p);
+	mc_seg_detach(&x);
+}
+
+/*
+ * Ring cursors are 32-bit: start a fresh ring just below 2^32, with the
+ * monitor's words saying five wraps happened already, and check that the
+ * totals stay exact through the wrap, with and without advances between.
+ */
+Test(metrics, ring_totals_are_exact_across_a_32_bit_wrap)
+{
+	const uint32_t start = UINT32_MAX - 20;
+	const uint64_t before = (5ULL << 32) | start;
+	uint32_t sr = (uint32_t)ring(MC_WORKER_STATE, MC_WORKER_ROUTER);
+	struct mc_ring *r = &sup.rings[sr];
+	struct mc_metrics_frames fr;
+	struct mc_seg p, x;
+	struct mc_msg m;
+	int err2;
+
+	/* before anyone claims the slots (the consumer starts at r_jpos) */
+	r->r_ck.c_head = r->r_ck.p_tail = r->r_ck.p_head = start;
+	r->r_jpos = start;
+	r->r_mon_put = r->r_mon_taken = before;
+	worker(&p, MC_WORKER_STATE);
+	worker(&x, MC_WORKER_ROUTER);
+	cr_assert_gt(mc_ring_capacity(&sup, sr), 32);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 30; i++) {
+			struct mc_frame *f = mc_frame_alloc(&p, 8, MC_FK_RAW, &err2);
+
+			cr_assert_not_null(f);
+			cr_assert_eq(mc_frame_send(&p, f, 1ULL << MC_WORKER_ROUTER), 0);
+		}
+		cr_assert_eq(mc_ring_frames_put(&sup, sr), before + 30 * (round + 1));
+		cr_assert_eq(mc_ring_frames_taken(&sup, sr), before + 30 * round);
+		for (int i = 0; i < 30; i++) {
+			cr_assert_eq(mc_recv(&x, &m), 0);
+			mc_frame_release(&x, &m);
+		}
+		cr_assert_eq(mc_ring_frames_taken(&sup, sr), before + 30 * (round + 1));
+		if (round == 1)
+			mc_ring_mon_advance(&sup, sr);   /* rounds 0 and 2: no advance */
+	}
+	cr_assert_lt(r->r_ck.p_tail, 100, "the cursor wrapped");
+	mc_metrics_slot_frames(&sup, MC_WORKER_STATE, &fr);
+	cr_assert_eq(fr.sent, before + 90);
+	mc_metrics_slot_frames(&sup, MC_WORKER_ROUTER, &fr);
+	cr_assert_eq(fr.received, before + 90);
+	mc_ring_mon_advance(&sup, sr);
+	cr_assert_eq(r->r_mon_put, before + 90);
+	cr_assert_eq((uint32_t)r->r_mon_put, r->r_ck.p_tail);
+	cr_assert_eq(r->r_mon_taken, before + 90);
 	mc_seg_detach(&p);
 	mc_seg_detach(&x);
 }

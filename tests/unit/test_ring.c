@@ -1,7 +1,8 @@
 /*
  * test_ring.c - unit tests for the descriptor rings (shm/ring.c, contract
  * in shm/mc_ring.h): SPSC order across processes, full/empty edges, the
- * consumer journal and its replay after a consumer restart, doorbells.
+ * consumer journal and its replay after a consumer restart, doorbells,
+ * and the frame totals the monitor extends from the 32-bit cursors.
  *
  * The test process creates the segment (it is the supervisor); producers
  * and consumers are worker slots claimed by forked children or by extra
@@ -316,6 +317,8 @@ Test(ring, two_process_stream_in_order)
 	cr_assert_eq(mc_ring_depth(&sup, ring), 0);
 	cr_assert_eq(sup.rings[ring].r_jpos, sup.rings[ring].r_ck.c_head,
 	    "journal window not closed after the final commit");
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), STREAM_N);
+	cr_assert_eq(mc_ring_frames_taken(&sup, ring), STREAM_N);
 	down();
 }
 
@@ -408,9 +411,52 @@ Test(ring, many_laps_single_process)
 			take_expect(&c, next_take++);
 		mc_ring_commit(&c, ring);
 		cr_assert_eq(mc_ring_depth(&c, ring), next_put - next_take);
+		cr_assert_eq(mc_ring_frames_put(&c, ring), next_put - 1);
+		cr_assert_eq(mc_ring_frames_taken(&p, ring), next_take - 1);
 	}
 	mc_seg_detach(&p);
 	mc_seg_detach(&c);
+	down();
+}
+
+/*
+ * The 64-bit totals from the monitor's words and the 32-bit cursors, with
+ * the cursors set by hand: across a wrap, at the largest gap that is still
+ * exact (2^32 - 1 frames since the last advance), and what an advance
+ * stores.  Only the arithmetic: no frames move.
+ */
+Test(ring, frame_totals_extend_the_cursors)
+{
+	struct mc_ring *r;
+
+	up();
+	r = &sup.rings[ring];
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), 0, "a new ring starts at 0");
+	cr_assert_eq(mc_ring_frames_taken(&sup, ring), 0);
+	cr_assert_eq(r->r_mon_put, 0);
+
+	r->r_mon_put = (7ULL << 32) | 0xfffffff0u;
+	r->r_ck.p_tail = 0x10;                  /* 0x20 puts later: wrapped */
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), (8ULL << 32) | 0x10);
+	r->r_ck.p_tail = 0xfffffff0u;           /* nothing since */
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), (7ULL << 32) | 0xfffffff0u);
+	r->r_ck.p_tail = 0xffffffefu;           /* 2^32 - 1 since: still exact */
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), ((7ULL << 32) | 0xfffffff0u) + 0xffffffffULL);
+
+	r->r_mon_taken = 3ULL << 32;
+	r->r_ck.c_head = UINT32_MAX;
+	cr_assert_eq(mc_ring_frames_taken(&sup, ring), (3ULL << 32) + UINT32_MAX);
+
+	/* the advance stores the totals; their low halves are the cursors */
+	r->r_ck.p_tail = 0x10;
+	mc_ring_mon_advance(&sup, ring);
+	cr_assert_eq(r->r_mon_put, (8ULL << 32) | 0x10);
+	cr_assert_eq(r->r_mon_taken, (3ULL << 32) + UINT32_MAX);
+	r->r_ck.c_head = 5;                     /* 6 more takes: the taken side wraps */
+	cr_assert_eq(mc_ring_frames_taken(&sup, ring), (4ULL << 32) + 5);
+	mc_ring_mon_advance(&sup, ring);
+	cr_assert_eq(r->r_mon_taken, (4ULL << 32) + 5);
+	cr_assert_eq(mc_ring_frames_put(&sup, ring), (8ULL << 32) | 0x10, "the advance changed nothing");
 	down();
 }
 

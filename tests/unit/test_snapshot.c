@@ -1,7 +1,9 @@
 /*
  * test_snapshot.c - unit tests for the monitor's MetricsSnapshot frame
  * (workers/monitor/snapshot.c, contract in workers/monitor/mc_monitor.h):
- * what a snapshot carries, decoded as the persistence worker receives it,
+ * what a snapshot carries (frame figures from the ring and pool cursors,
+ * per-kind figures from the handled counters), decoded as the persistence
+ * worker receives it,
  * and that a full ring or an absent persistence worker makes the send fail
  * at once (-EAGAIN / -EPIPE) instead of waiting.
  */
@@ -85,6 +87,13 @@ Test(snapshot, carries_every_block)
 	mc_counter_add(c, 9);
 	mc_metrics_gauge(&st, "state_live_keys", "Keys", NULL, &g);
 	mc_gauge_set(g, 17);
+	/* what the worker loop counts per handled message */
+	mc_metrics_counter(&st, MC_METRIC_HANDLED, "Handled",
+	    (const char *const[]){ "kind", "Control", NULL }, &c);
+	mc_counter_add(c, 4);
+	mc_metrics_counter(&st, MC_METRIC_HANDLED, "Handled",
+	    (const char *const[]){ "kind", "other", NULL }, &c);
+	mc_counter_add(c, 1);
 	for (int i = 0; i < 3; i++) {
 		struct mc_frame *f = mc_frame_alloc(&st, 10, MC_FK_CONTROL, &e);
 
@@ -111,14 +120,19 @@ Test(snapshot, carries_every_block)
 	cr_assert_not_null(p);
 	cr_assert_eq(p->slot, MC_WORKER_STATE);
 	cr_assert_eq(p->pid, getpid());
-	cr_assert_eq(p->frames_sent, 3);
-	cr_assert_eq(p->bytes_sent, 30);
+	cr_assert_eq(p->frames_sent, 3, "from the ring cursors");
+	cr_assert_eq(p->frames_received, 0);
+	cr_assert_eq(p->pool_bytes_written, 3 * 64, "three 64-byte blocks (32 + 10, aligned)");
 	cr_assert_float_eq(p->received_per_second, 4, 1e-12);
 	cr_assert_float_eq(p->sent_per_second, 2.5, 1e-12);
-	cr_assert_eq(p->n_kinds, 1);
+	cr_assert_eq(p->n_kinds, 2, "the handled counters, by kind");
 	cr_assert_str_eq(p->kinds[0]->name, "Control");
-	cr_assert_eq(p->kinds[0]->sent, 3);
-	cr_assert_eq(p->n_samples, 3);
+	cr_assert_eq(p->kinds[0]->kind, MC_FK_CONTROL);
+	cr_assert_eq(p->kinds[0]->handled, 4);
+	cr_assert_str_eq(p->kinds[1]->name, "other");
+	cr_assert_eq(p->kinds[1]->kind, MC_METRICS_OTHER);
+	cr_assert_eq(p->kinds[1]->handled, 1);
+	cr_assert_eq(p->n_samples, 5);
 	for (size_t i = 0; i < p->n_samples; i++) {
 		const Mcpcore__MetricSample *s = p->samples[i];
 
@@ -131,6 +145,8 @@ Test(snapshot, carries_every_block)
 			cr_assert(s->p99 >= 0.099 * (1 - MC_HIST_REL_ERROR) &&
 			    s->p99 <= 0.099 * (1 + MC_HIST_REL_ERROR), "p99 %g", s->p99);
 			cr_assert_float_eq(s->max, 0.1, 1e-12);
+		} else if (strcmp(s->name, MC_METRIC_HANDLED) == 0) {
+			cr_assert_eq(s->type, MCPCORE__METRIC_SAMPLE__TYPE__COUNTER);
 		} else if (strcmp(s->name, "state_writes_total") == 0) {
 			cr_assert_eq(s->type, MCPCORE__METRIC_SAMPLE__TYPE__COUNTER);
 			cr_assert_str_eq(s->labels, "op=\"put\"");
@@ -144,6 +160,8 @@ Test(snapshot, carries_every_block)
 	cr_assert_str_eq(snap->rings[0]->src, "state");
 	cr_assert_str_eq(snap->rings[0]->dst, "router");
 	cr_assert_eq(snap->rings[0]->depth, 3);
+	cr_assert_eq(snap->rings[0]->frames_put, 3);
+	cr_assert_eq(snap->rings[0]->frames_taken, 0);
 	protobuf_c_message_free_unpacked(&snap->base, NULL);
 	mc_frame_release(&per, &m);
 }

@@ -8,10 +8,13 @@
  * twice.  `promtool check metrics` must find nothing to say; the
  * integration test holds us to it.
  *
- * Runtime families come from the slot table, the ring directory and each
- * block's channel counters; then come the metrics processes registered in
- * their blocks, grouped by name across processes and told apart by the
- * worker="<slot name>" label (supervisor, state, ..., client0).
+ * Runtime families come from the slot table, the ring directory (frame
+ * totals derived from the ring cursors, mc_ring.h FRAME TOTALS) and the
+ * frame pool cursors; nothing on the frame path counts for them.  Then
+ * come the metrics processes registered in their blocks, grouped by name
+ * across processes and told apart by the worker="<slot name>" label
+ * (supervisor, state, ..., client0).  A client slot's runtime series add
+ * up every client that used the slot: the cursors belong to the slot.
  *
  * Histograms are exported with cumulative `le` buckets at powers of two
  * (seconds: 2^10 ns = 1.024 us up to 2^40 ns; others: 1 to 2^40 in steps
@@ -34,10 +37,13 @@
 
 #define MC_EXPO_NS 1e9
 
-/* Runtime families: a registered metric may not take one of these names. */
+/* Runtime families: a registered metric may not take one of these names.
+ * frame_{received,sent}_bytes_total are retired (no longer measured) but
+ * stay reserved, so an old dashboard never shows something else under them. */
 static const char *const mc_expo_builtin[] = {
 	"instance_info", "worker_up", "worker_restarts_total", "worker_heartbeat_age_seconds",
 	"clients_attached", "frames_received_total", "frames_sent_total",
+	"pool_bytes_written_total", "ring_frames_total",
 	"frame_received_bytes_total", "frame_sent_bytes_total", "frame_pool_used_bytes",
 	"frame_pool_size_bytes", "ring_depth", "ring_capacity", "ring_full_total",
 	"region_size_bytes", "region_used_bytes",
@@ -132,74 +138,76 @@ static void mc_expo_workers(const struct mc_seg *seg, struct mc_buf *b)
 	mc_buf_printf(b, "mcpcore_clients_attached %u\n", clients);
 }
 
-/* Channel counters of every slot with a metrics block. */
-static void mc_expo_channels(const struct mc_seg *seg, struct mc_buf *b)
-{
-	static const struct {
-		const char *name, *help;
-		bool in;
-	} fam[2] = {
-		{ "frames_received_total", "Frames received by the process, by frame kind", true },
-		{ "frames_sent_total", "Frames sent or forwarded by the process, by frame kind "
-		  "(a frame sent to several destinations counts once)", false },
-	};
-	struct mc_metrics_chan *chan = calloc(MC_MAX_SLOTS, sizeof(*chan));
-	bool have[MC_MAX_SLOTS] = { false };
-	char name[24], kbuf[24];
-	unsigned n = seg->hdr->sh_nslots;
-
-	if (chan == NULL) {
-		b->failed = true;
-		return;
-	}
-	for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++) {
-		struct mc_metrics_view v;
-
-		if (mc_metrics_view(seg, s, &v) != 0)
-			continue;
-		mc_metrics_read_chan(&v, &chan[s]);
-		have[s] = mc_metrics_view_ok(&v);
-	}
-	for (int f = 0; f < 2; f++) {
-		mc_expo_family(b, fam[f].name, "counter", fam[f].help);
-		for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++) {
-			const uint64_t *c = fam[f].in ? chan[s].mc_in : chan[s].mc_out;
-
-			if (!have[s])
-				continue;
-			/* kinds once seen; Control always, as every process that
-			 * has a block answers or sends pings */
-			for (unsigned k = 0; k <= MC_METRICS_KINDS; k++) {
-				if (c[k] == 0 && k != MC_FK_CONTROL)
-					continue;
-				mc_buf_printf(b, "mcpcore_%s{worker=\"%s\",kind=\"%s\"} %llu\n",
-				    fam[f].name, mc_expo_slot(seg, s, name, sizeof(name)),
-				    mc_metrics_kind_name(k, kbuf, sizeof(kbuf)), (unsigned long long)c[k]);
-			}
-		}
-	}
-	mc_expo_family(b, "frame_received_bytes_total", "counter",
-	    "Payload bytes of the frames the process received");
-	for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++)
-		if (have[s])
-			mc_buf_printf(b, "mcpcore_frame_received_bytes_total{worker=\"%s\"} %llu\n",
-			    mc_expo_slot(seg, s, name, sizeof(name)),
-			    (unsigned long long)chan[s].mc_bytes_in);
-	mc_expo_family(b, "frame_sent_bytes_total", "counter",
-	    "Payload bytes of the frames the process sent or forwarded");
-	for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++)
-		if (have[s])
-			mc_buf_printf(b, "mcpcore_frame_sent_bytes_total{worker=\"%s\"} %llu\n",
-			    mc_expo_slot(seg, s, name, sizeof(name)),
-			    (unsigned long long)chan[s].mc_bytes_out);
-	free(chan);
-}
-
 /* Is slot s someone a ring series is worth showing for? */
 static bool mc_expo_present(const struct mc_seg *seg, unsigned s)
 {
 	return seg->slots[s].sl_kind == MC_KIND_WORKER ||
 	    ck_pr_load_32(&seg->slots[s].sl_state) == MC_SLOT_ATTACHED;
+}
+
+/*
+ * Frames and bytes through the channel, from cursors only: per ring its
+ * put total, per slot the sums over its outbound (sent) and inbound
+ * (received) rings, and its pool cursor.  Each ring is read once, so the
+ * per-slot sums agree with the ring series of the same scrape.
+ */
+static void mc_expo_channels(const struct mc_seg *seg, struct mc_buf *b)
+{
+	const struct mc_seg_hdr *h = seg->hdr;
+	uint64_t *put = calloc(h->sh_nrings ? h->sh_nrings : 1, sizeof(*put));
+	uint64_t sent[MC_MAX_SLOTS] = { 0 }, received[MC_MAX_SLOTS] = { 0 };
+	unsigned n = h->sh_nslots < MC_MAX_SLOTS ? h->sh_nslots : MC_MAX_SLOTS;
+	char name[24], dst[24];
+
+	if (put == NULL) {
+		b->failed = true;
+		return;
+	}
+	for (uint32_t i = 0; i < h->sh_nrings; i++) {
+		const struct mc_ring *r = &seg->rings[i];
+
+		put[i] = mc_ring_frames_put(seg, i);
+		if (r->r_src < n)
+			sent[r->r_src] += put[i];
+		if (r->r_dst < n)
+			received[r->r_dst] += mc_ring_frames_taken(seg, i);
+	}
+	/* slot 0 (the supervisor) has no rings and no pool: left out */
+	mc_expo_family(b, "frames_sent_total", "counter",
+	    "Frames the process put into its rings since the instance started "
+	    "(a frame sent to n destinations counts n times)");
+	for (unsigned s = 1; s < n; s++)
+		if (sent[s] != 0 || mc_expo_present(seg, s))
+			mc_buf_printf(b, "mcpcore_frames_sent_total{worker=\"%s\"} %llu\n",
+			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)sent[s]);
+	mc_expo_family(b, "frames_received_total", "counter",
+	    "Frames the process took from its inbound rings since the instance started");
+	for (unsigned s = 1; s < n; s++)
+		if (received[s] != 0 || mc_expo_present(seg, s))
+			mc_buf_printf(b, "mcpcore_frames_received_total{worker=\"%s\"} %llu\n",
+			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)received[s]);
+	mc_expo_family(b, "pool_bytes_written_total", "counter",
+	    "Bytes of frames the process published in its frame pool, headers and padding included");
+	for (unsigned s = 1; s < n; s++) {
+		uint64_t bytes = ck_pr_load_64(&seg->slots[s].sl_pool_published);
+
+		if (bytes != 0 || mc_expo_present(seg, s))
+			mc_buf_printf(b, "mcpcore_pool_bytes_written_total{worker=\"%s\"} %llu\n",
+			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)bytes);
+	}
+	mc_expo_family(b, "ring_frames_total", "counter",
+	    "Frames put into the ring from src to dst since the instance started "
+	    "(ring_depth of them not taken yet)");
+	for (uint32_t i = 0; i < h->sh_nrings; i++) {
+		const struct mc_ring *r = &seg->rings[i];
+
+		if (put[i] == 0 && !(mc_expo_present(seg, r->r_src) && mc_expo_present(seg, r->r_dst)))
+			continue;
+		mc_buf_printf(b, "mcpcore_ring_frames_total{src=\"%s\",dst=\"%s\"} %llu\n",
+		    mc_expo_slot(seg, r->r_src, name, sizeof(name)),
+		    mc_expo_slot(seg, r->r_dst, dst, sizeof(dst)), (unsigned long long)put[i]);
+	}
+	free(put);
 }
 
 static void mc_expo_memory(const struct mc_seg *seg, struct mc_buf *b)

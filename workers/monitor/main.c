@@ -4,10 +4,12 @@
  * status` and sends periodic snapshots to the persistence worker.
  *
  * Threads (see mc_monitor.h): this thread runs the common worker loop and,
- * on its tick, the once-a-second rate computation and the snapshot every
- * [monitor] snapshot_interval seconds; the HTTP thread (httpd.c) answers
- * scrapes at [monitor] listen.  Every metric either thread writes is
- * registered here, before the HTTP thread starts.
+ * on its tick, advances every ring's frame totals (the monitor is their
+ * single writer: mc_ring.h, FRAME TOTALS), the once-a-second rate
+ * computation and the snapshot every [monitor] snapshot_interval seconds;
+ * the HTTP thread (httpd.c) answers scrapes at [monitor] listen.  Every
+ * metric either thread writes is registered here, before the HTTP thread
+ * starts.
  *
  * Snapshots never block the monitor: when the persistence worker's ring or
  * our frame pool is full (-EAGAIN), or persistence is failed/stopped
@@ -23,62 +25,66 @@
 #include "mc_log.h"
 #include "mc_metrics.h"
 #include "mc_monitor.h"
+#include "mc_ring.h"
 #include "mc_util.h"
 
 #define MC_MON_RATE_NS 1000000000ULL
+/*
+ * Ring totals are advanced on the tick, at most this often.  Exactness
+ * needs one advance per 2^32 frames of a ring (143 s at 30 M frames/s);
+ * the tick runs at least every 100 ms, but also at every wake-up of an
+ * idle monitor, and each advance reads every ring's cursor lines, which
+ * the producers and consumers are writing: no point doing it more often.
+ */
+#define MC_MON_ADVANCE_NS 100000000ULL
 
 struct mc_mon {
 	struct mc_httpd *httpd;
 	uint64_t rates_ns;              /* when rates were last computed */
+	uint64_t advance_ns;            /* when ring totals were last advanced */
 	uint64_t snapshot_ns;           /* when the last snapshot was due */
 	uint64_t snapshot_every_ns;
 	uint64_t seq, skipped;
 	uint64_t prev_in[MC_MAX_SLOTS], prev_out[MC_MAX_SLOTS];
-	uint32_t prev_gen[MC_MAX_SLOTS];
-	bool     prev_ok[MC_MAX_SLOTS];
+	bool     prev_ok;               /* prev_* hold a first reading */
 	double   rate_in[MC_MAX_SLOTS], rate_out[MC_MAX_SLOTS];
 	struct mc_counter snap_sent, snap_full, snap_absent, snap_failed;
 	bool     snap_warned;
 };
 
-/* Frames/s per slot since the previous call, published in our block. */
+/*
+ * Frames/s per slot since the previous call, published in our block.  The
+ * figures are ring totals (mc_metrics_slot_frames): monotonic for the
+ * instance's life, whoever holds the slot, so there is no baseline to
+ * restart when a block is reset or a client slot changes hands.
+ */
 static void mc_mon_rates(struct mc_worker *w, struct mc_mon *mon, uint64_t now)
 {
 	double dt = (double)(now - mon->rates_ns) / 1e9;
 	unsigned n = w->seg.hdr->sh_nslots;
 
 	for (unsigned s = 0; s < n && s < MC_MAX_SLOTS; s++) {
-		struct mc_metrics_chan chan;
-		struct mc_metrics_view v;
-		uint64_t in = 0, out = 0;
+		struct mc_metrics_frames fr;
 
+		mc_metrics_slot_frames(&w->seg, s, &fr);
 		mon->rate_in[s] = mon->rate_out[s] = 0;
-		if (mc_metrics_view(&w->seg, s, &v) != 0) {
-			mon->prev_ok[s] = false;
-			continue;
+		if (mon->prev_ok && dt > 0) {
+			mon->rate_in[s] = (double)(fr.received - mon->prev_in[s]) / dt;
+			mon->rate_out[s] = (double)(fr.sent - mon->prev_out[s]) / dt;
 		}
-		mc_metrics_read_chan(&v, &chan);
-		for (unsigned k = 0; k <= MC_METRICS_KINDS; k++) {
-			in += chan.mc_in[k];
-			out += chan.mc_out[k];
-		}
-		if (!mc_metrics_view_ok(&v)) {
-			mon->prev_ok[s] = false;
-			continue;
-		}
-		/* a new block (client re-claimed, reset) starts a new baseline */
-		if (mon->prev_ok[s] && mon->prev_gen[s] == v.gen && in >= mon->prev_in[s] &&
-		    out >= mon->prev_out[s] && dt > 0) {
-			mon->rate_in[s] = (double)(in - mon->prev_in[s]) / dt;
-			mon->rate_out[s] = (double)(out - mon->prev_out[s]) / dt;
-		}
-		mon->prev_in[s] = in;
-		mon->prev_out[s] = out;
-		mon->prev_gen[s] = v.gen;
-		mon->prev_ok[s] = true;
+		mon->prev_in[s] = fr.received;
+		mon->prev_out[s] = fr.sent;
 	}
+	mon->prev_ok = true;
 	mc_metrics_publish_rates(&w->seg, mon->rate_in, mon->rate_out, n);
 	mon->rates_ns = now;
+}
+
+/* Keep every ring's 64-bit frame totals within 2^32 frames of its cursors. */
+static void mc_mon_advance(struct mc_worker *w)
+{
+	for (uint32_t i = 0; i < w->seg.hdr->sh_nrings; i++)
+		mc_ring_mon_advance(&w->seg, i);
 }
 
 static void mc_mon_snapshot(struct mc_worker *w, struct mc_mon *mon)
@@ -116,6 +122,10 @@ static void mc_mon_tick(struct mc_worker *w)
 	struct mc_mon *mon = w->ctx;
 	uint64_t now = mc_now_ns();
 
+	if (now - mon->advance_ns >= MC_MON_ADVANCE_NS) {
+		mc_mon_advance(w);
+		mon->advance_ns = now;
+	}
 	if (now - mon->rates_ns >= MC_MON_RATE_NS)
 		mc_mon_rates(w, mon, now);
 	if (now - mon->snapshot_ns >= mon->snapshot_every_ns) {
@@ -164,6 +174,9 @@ int mc_monitor_main(struct mc_worker *w)
 		return 1;
 	}
 	mon->rates_ns = mon->snapshot_ns = mc_now_ns();
+	/* before anything else: the totals may be behind by a whole downtime */
+	mc_mon_advance(w);
+	mon->advance_ns = mon->rates_ns;
 	mon->snapshot_every_ns = (uint64_t)w->cfg->monitor_snapshot_interval * 1000000000ULL;
 	mc_mon_register(w, mon, &hm);
 	rc = mc_httpd_start(&mon->httpd, &w->seg, w->cfg->monitor_listen, &hm);

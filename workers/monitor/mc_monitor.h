@@ -3,10 +3,11 @@
  *
  * The monitor process runs two threads:
  *   - the worker thread: the common worker loop (mc_worker.h), whose tick
- *     computes frame rates every second (published in the monitor's own
- *     metrics block for `mcpcore status`) and sends a MetricsSnapshot
- *     frame to the persistence worker every [monitor] snapshot_interval
- *     seconds (snapshot.c).  It is the only thread that uses the mc_seg
+ *     advances every ring's 64-bit frame totals (the monitor is their only
+ *     writer, mc_ring.h), computes frame rates every second (published in
+ *     the monitor's own metrics block for `mcpcore status`) and sends a
+ *     MetricsSnapshot frame to the persistence worker every [monitor]
+ *     snapshot_interval seconds (snapshot.c).  It is the only thread that uses the mc_seg
  *     frame calls, as mc_frame.h requires.
  *   - the HTTP thread (httpd.c): an io_uring loop serving GET /metrics in
  *     the Prometheus text format (expo.c).  It only reads shared memory and
@@ -48,9 +49,9 @@ void mc_buf_printf(struct mc_buf *b, const char *fmt, ...) __attribute__((format
 #define MC_EXPO_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /*
- * Render every family: runtime figures from the slot table, rings and
- * channel counters, then every metric registered in any block (prefixed
- * "mcpcore_", with a worker="<slot name>" label).  Families are grouped
+ * Render every family: runtime figures from the slot table, the rings'
+ * frame totals and the pool cursors, then every metric registered in any
+ * block (prefixed "mcpcore_", with a worker="<slot name>" label).  Families are grouped
  * across processes (one HELP/TYPE each); a registered name whose type
  * differs from the first process's, or that collides with a runtime family,
  * is left out.  Any thread; reads shared memory only.  0, or -ENOMEM.

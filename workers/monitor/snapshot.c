@@ -8,6 +8,10 @@
  * is left out of this snapshot.  The send never waits (mc_proto_send on a
  * full ring or pool is -EAGAIN): the monitor counts a skipped snapshot and
  * tries again at the next interval.
+ *
+ * Frame figures come from the ring and pool cursors (mc_metrics.h,
+ * CHANNEL FIGURES); the per-kind figures are the workers'
+ * messages_handled_total{kind} counters, found among the block's metrics.
  */
 #include "mc_monitor.h"
 
@@ -104,17 +108,51 @@ static Mcpcore__MetricSample *mc_snap_sample(struct mc_snap_mem *mem,
 	return s;
 }
 
+/* The kind a messages_handled_total label set names ("kind=\"Control\""),
+ * or -1. */
+static int mc_snap_kind(const char *labels)
+{
+	char want[48], buf[24];
+
+	for (unsigned k = 0; k <= MC_METRICS_KINDS; k++) {
+		snprintf(want, sizeof(want), "kind=\"%s\"", mc_metrics_kind_name(k, buf, sizeof(buf)));
+		if (strcmp(labels, want) == 0)
+			return (int)k;
+	}
+	return -1;
+}
+
+static Mcpcore__KindCount *mc_snap_handled(struct mc_snap_mem *mem, const struct mc_metric_info *m)
+{
+	Mcpcore__KindCount *kc;
+	char buf[24];
+	int k;
+
+	if (m->type != MC_METRIC_COUNTER || strcmp(m->name, MC_METRIC_HANDLED) != 0)
+		return NULL;
+	k = mc_snap_kind(m->labels);
+	if (k < 0)
+		return NULL;
+	kc = mc_snap_alloc(mem, sizeof(*kc));
+	if (kc == NULL)
+		return NULL;
+	mcpcore__kind_count__init(kc);
+	kc->kind = (uint32_t)k;
+	kc->name = mc_snap_str(mem, mc_metrics_kind_name((unsigned)k, buf, sizeof(buf)), 32);
+	kc->handled = mc_metrics_read_counter(m);
+	return kc;
+}
+
 /* One slot's process, or NULL when it has no (stable) metrics block. */
 static Mcpcore__ProcessMetrics *mc_snap_process(struct mc_snap_mem *mem,
     const struct mc_seg *seg, unsigned slot, struct mc_hist *h, struct mc_metric_info *m)
 {
 	const struct mc_slot *sl = &seg->slots[slot];
-	struct mc_metrics_chan chan;
+	struct mc_metrics_frames fr;
 	struct mc_metrics_view v;
 	Mcpcore__ProcessMetrics *p;
 	double rin, rout;
 	uint64_t age;
-	char kbuf[24];
 
 	if (mc_metrics_view(seg, slot, &v) != 0)
 		return NULL;
@@ -128,40 +166,28 @@ static Mcpcore__ProcessMetrics *mc_snap_process(struct mc_snap_mem *mem,
 	p->pid = v.pid;
 	p->state = (char *)mc_slot_state_name(ck_pr_load_32(&sl->sl_state));
 	p->restarts = ck_pr_load_32(&sl->sl_restarts);
-	mc_metrics_read_chan(&v, &chan);
-	p->kinds = mc_snap_alloc(mem, (MC_METRICS_KINDS + 1) * sizeof(*p->kinds));
-	for (unsigned k = 0; p->kinds != NULL && k <= MC_METRICS_KINDS; k++) {
-		Mcpcore__KindCount *kc;
-
-		p->frames_received += chan.mc_in[k];
-		p->frames_sent += chan.mc_out[k];
-		if (chan.mc_in[k] == 0 && chan.mc_out[k] == 0)
-			continue;
-		kc = mc_snap_alloc(mem, sizeof(*kc));
-		if (kc == NULL)
-			break;
-		mcpcore__kind_count__init(kc);
-		kc->kind = k;
-		kc->name = mc_snap_str(mem, mc_metrics_kind_name(k, kbuf, sizeof(kbuf)), 32);
-		kc->received = chan.mc_in[k];
-		kc->sent = chan.mc_out[k];
-		p->kinds[p->n_kinds++] = kc;
-	}
-	p->bytes_received = chan.mc_bytes_in;
-	p->bytes_sent = chan.mc_bytes_out;
+	mc_metrics_slot_frames(seg, slot, &fr);
+	p->frames_received = fr.received;
+	p->frames_sent = fr.sent;
+	p->pool_bytes_written = fr.pool_bytes;
 	if (mc_metrics_rates(seg, slot, &rin, &rout, &age) == 0) {
 		p->received_per_second = rin;
 		p->sent_per_second = rout;
 	}
 	p->samples = mc_snap_alloc(mem, (v.count ? v.count : 1) * sizeof(*p->samples));
-	for (uint32_t i = 0; p->samples != NULL && i < v.count; i++) {
+	p->kinds = mc_snap_alloc(mem, (v.count ? v.count : 1) * sizeof(*p->kinds));
+	for (uint32_t i = 0; p->samples != NULL && p->kinds != NULL && i < v.count; i++) {
 		Mcpcore__MetricSample *s;
+		Mcpcore__KindCount *kc;
 
 		if (mc_metrics_info(&v, i, m) != 0)
 			continue;
 		s = mc_snap_sample(mem, m, h);
 		if (s != NULL)
 			p->samples[p->n_samples++] = s;
+		kc = mc_snap_handled(mem, m);
+		if (kc != NULL)
+			p->kinds[p->n_kinds++] = kc;
 	}
 	return mc_metrics_view_ok(&v) ? p : NULL;
 }
@@ -192,10 +218,11 @@ int mc_snapshot_send(struct mc_seg *seg, uint64_t seq, uint64_t skipped, uint32_
 	snap.rings = mc_snap_alloc(&mem, hdr->sh_nrings * sizeof(*snap.rings));
 	for (uint32_t i = 0; snap.rings != NULL && i < hdr->sh_nrings; i++) {
 		const struct mc_ring *r = &seg->rings[i];
+		uint64_t put = mc_ring_frames_put(seg, i), taken = mc_ring_frames_taken(seg, i);
 		uint32_t depth = mc_ring_depth(seg, i);
 		Mcpcore__RingDepth *rd;
 
-		if (depth == 0)
+		if (depth == 0 && put == 0)
 			continue;
 		rd = mc_snap_alloc(&mem, sizeof(*rd));
 		if (rd == NULL)
@@ -209,6 +236,8 @@ int mc_snapshot_send(struct mc_seg *seg, uint64_t seq, uint64_t skipped, uint32_
 		rd->dst = mc_snap_str(&mem, dst, sizeof(dst));
 		rd->depth = depth;
 		rd->full_events = ck_pr_load_64(&r->r_full);
+		rd->frames_put = put;
+		rd->frames_taken = taken;
 		snap.rings[snap.n_rings++] = rd;
 	}
 	if (mem.failed)

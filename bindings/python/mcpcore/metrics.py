@@ -156,10 +156,18 @@ class Metrics:
 
         process: a slot number, a slot name ("state", "supervisor",
         "client0"), or None for this process's own slot.  Returns a dict:
-        slot, pid, generation, owners, frames_in / frames_out (dicts by
-        frame kind), bytes_in, bytes_out, and metrics: a list of dicts
-        (name, labels as a dict, type, help, unit, and value, or count,
-        sum, p50, p90, p99, max for histograms; base units).
+        slot, pid, generation, owners; the slot's channel figures, which
+        nothing on the frame path counts (they come from the ring and pool
+        cursors, since the instance started, whoever held the slot):
+        frames_sent (frames put into its rings; a frame sent to n
+        destinations counts n times), frames_received (frames taken from
+        its rings), pool_bytes_written (bytes of the frames it published,
+        headers and padding included); messages_handled, a dict by frame
+        kind ("Control", ...) of the messages a worker's loop handled
+        (empty for clients and for workers with a loop of their own); and
+        metrics: a list of dicts (name, labels as a dict, type, help, unit,
+        and value, or count, sum, p50, p90, p99, max for histograms; base
+        units).  Received bytes are not measured.
         """
         seg = self._segment
         if process is None:
