@@ -18,6 +18,8 @@ static const char mc_bench_usage[] =
 "  persist durable writes through the rings and the persistence worker (fsync\n"
 "          per batch) vs raw RocksDB puts without sync; ack latency p50/p99\n"
 "          (--count is capped at 400000 records of 256 B)\n"
+"  mcp     tools/call state_get over Streamable HTTP (wrk, keep-alive) vs nginx\n"
+"          returning the same body; req/s, p50/p90/p99, and p50/p99 at half load\n"
 "\n"
 "  --runs N    repetitions (median reported), default 5\n"
 "  --count N   frames per throughput run, default 5000000\n"
@@ -64,6 +66,8 @@ int main(int argc, char **argv)
 		return mc_bench_persist(&o);
 	if (strcmp(argv[1], "state") == 0)
 		return mc_bench_state(&o);
+	if (strcmp(argv[1], "mcp") == 0)
+		return mc_bench_mcp(&o);
 	fprintf(stderr, "mcpcore-bench: unknown benchmark '%s'\n%s", argv[1], mc_bench_usage);
 	return 64;
 }

@@ -53,5 +53,7 @@ void *mc_bench_shared(size_t size);
 int mc_bench_ring(const struct mc_bench_opts *o);
 int mc_bench_persist(const struct mc_bench_opts *o);
 int mc_bench_state(const struct mc_bench_opts *o);
+/* Runs the built `mcpcore run`, wrk and nginx as child processes. */
+int mc_bench_mcp(const struct mc_bench_opts *o);
 
 #endif /* MC_BENCH_H */

@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,11 +79,22 @@
 #define MC_SRV_BIND_RETRY_NS 2000000000ULL
 #define MC_SRV_FRAME_BATCH   256
 #define MC_SRV_IDX_BITS      24
-#define MC_SRV_KEEP_BUF      16384           /* input buffer kept between requests */
+#define MC_SRV_KEEP_BUF      16384           /* input buffer kept for pipelined bytes */
 #define MC_SRV_STREAM_MAX    (1u << 20)      /* bytes queued on one SSE stream */
 #define MC_SRV_SSE_PING_NS   15000000000ULL  /* keep-alive comment on idle SSE streams */
+#define MC_SRV_OWN_FDS       64              /* the worker's own: listener, ring, segment, logs */
 
 enum { MC_OP_ACCEPT = 1, MC_OP_RECV, MC_OP_SEND };
+
+/* What parsing one request needs (~5 KiB, most of it the header table).
+ * Allocated with the request's first byte and freed once it is answered
+ * with nothing behind it, like the input buffer: an idle keep-alive
+ * connection then costs its struct mc_conn only (10 000 of them ~2 MiB
+ * instead of ~100 MiB). */
+struct mc_srv_req {
+	struct mc_http_parser parser;
+	struct mc_http_request req;
+};
 
 struct mc_conn {
 	int      fd;
@@ -105,8 +117,7 @@ struct mc_conn {
 	size_t   need;                  /* head + body, once the head is parsed */
 	char    *out;
 	size_t   out_len, out_off;
-	struct mc_http_parser parser;
-	struct mc_http_request req;
+	struct mc_srv_req *rq;          /* the request under way; NULL while idle */
 };
 
 struct mc_srv {
@@ -206,6 +217,7 @@ static void mc_srv_reap(struct mc_srv *s, struct mc_conn *c)
 	free(c->in);
 	free(c->out);
 	free(c->more);
+	free(c->rq);
 	free(c);
 }
 
@@ -301,7 +313,7 @@ static void mc_srv_respond_status(struct mc_srv *s, struct mc_conn *c, int statu
  * (old is the buffer's address before it moved, as a number). */
 static void mc_srv_rebase(struct mc_conn *c, uintptr_t old)
 {
-	struct mc_http_request *q = &c->req;
+	struct mc_http_request *q = &c->rq->req;
 	struct mc_http_str *strs[] = { &q->method, &q->target, &q->path, &q->query, &q->host };
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
@@ -353,9 +365,9 @@ static inline uint64_t mc_srv_token(const struct mc_conn *c)
 static void mc_srv_expect(struct mc_srv *s, struct mc_conn *c)
 {
 	static const char go[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	const struct mc_http_str *e = mc_http_header(&c->req, "Expect");
+	const struct mc_http_str *e = mc_http_header(&c->rq->req, "Expect");
 
-	if (e == NULL || c->continued || c->req.version_minor < 1 ||
+	if (e == NULL || c->continued || c->rq->req.version_minor < 1 ||
 	    !mc_http_caseeq(*e, "100-continue"))
 		return;
 	c->continued = true;
@@ -376,32 +388,43 @@ static void mc_srv_expect(struct mc_srv *s, struct mc_conn *c)
 static void mc_srv_process(struct mc_srv *s, struct mc_conn *c)
 {
 	struct mc_mcp_reply r;
+	struct mc_srv_req *q;
 
 	if (c->closing || c->waiting || c->sending || c->draining || c->stream)
 		return;
 	if (!c->have_head) {
 		if (c->in_len == 0)
 			return;
+		if (c->rq == NULL) {
+			c->rq = malloc(sizeof(*c->rq));
+			if (c->rq == NULL) {
+				mc_srv_close(c);
+				return;
+			}
+			mc_http_parser_init(&c->rq->parser, &s->lim);
+		}
 		if (c->req_start_ns == 0)
 			c->req_start_ns = mc_now_ns();
-		switch (mc_http_parse(&c->parser, c->in, c->in_len, &c->req)) {
+		q = c->rq;
+		switch (mc_http_parse(&q->parser, c->in, c->in_len, &q->req)) {
 		case MC_HTTP_AGAIN:
 			return;
 		case MC_HTTP_ERROR:
-			mc_log_debug("mcp_bad_request", "{s:i, s:s}", "status", c->parser.status,
-			    "error", c->parser.error);
-			mc_srv_respond_status(s, c, c->parser.status, c->parser.error, true);
+			mc_log_debug("mcp_bad_request", "{s:i, s:s}", "status", q->parser.status,
+			    "error", q->parser.error);
+			mc_srv_respond_status(s, c, q->parser.status, q->parser.error, true);
 			return;
 		case MC_HTTP_DONE:
 			break;
 		}
 		c->have_head = true;
-		c->close_after = !c->req.keep_alive;
-		if (c->req.chunked) {
+		c->close_after = !q->req.keep_alive;
+		if (q->req.chunked) {
 			mc_srv_respond_status(s, c, 411, "chunked bodies are not accepted: send Content-Length", true);
 			return;
 		}
-		c->need = c->req.head_len + (c->req.content_length > 0 ? (size_t)c->req.content_length : 0);
+		c->need = q->req.head_len + (q->req.content_length > 0 ?
+		    (size_t)q->req.content_length : 0);
 	}
 	if (c->in_len < c->need) {
 		mc_srv_expect(s, c);
@@ -411,7 +434,8 @@ static void mc_srv_process(struct mc_srv *s, struct mc_conn *c)
 		mc_srv_respond_status(s, c, 503, "too many connections ([core] max_connections)", true);
 		return;
 	}
-	if (mc_mcp_handle(s->mcp, &c->req, c->in + c->req.head_len, c->need - c->req.head_len,
+	q = c->rq;
+	if (mc_mcp_handle(s->mcp, &q->req, c->in + q->req.head_len, c->need - q->req.head_len,
 	    mc_srv_token(c), &r) == 1) {
 		c->waiting = true;
 		return;
@@ -466,9 +490,16 @@ static void mc_srv_sent(struct mc_srv *s, struct mc_conn *c)
 	c->in_len -= c->need;
 	free(c->out);
 	c->out = NULL;
-	/* an idle keep-alive connection keeps a small buffer, not its
-	 * largest request's (10 000 connections x 1 MiB would not fit) */
-	if (c->in_cap > MC_SRV_KEEP_BUF && c->in_len <= MC_SRV_KEEP_BUF / 2) {
+	if (c->in_len == 0) {
+		/* idle: nothing of a request is kept (see struct mc_srv_req) */
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+		free(c->rq);
+		c->rq = NULL;
+	} else if (c->in_cap > MC_SRV_KEEP_BUF && c->in_len <= MC_SRV_KEEP_BUF / 2) {
+		/* pipelined bytes wait: a small buffer, not the largest
+		 * request's (10 000 connections x 1 MiB would not fit) */
 		char *nb = malloc(MC_SRV_KEEP_BUF);
 
 		if (nb != NULL) {
@@ -482,7 +513,8 @@ static void mc_srv_sent(struct mc_srv *s, struct mc_conn *c)
 	c->have_head = false;
 	c->continued = false;
 	c->req_start_ns = 0;
-	mc_http_parser_reset(&c->parser);
+	if (c->rq != NULL)
+		mc_http_parser_reset(&c->rq->parser);
 	c->last_ns = mc_now_ns();
 	mc_srv_process(s, c);
 }
@@ -511,7 +543,6 @@ static void mc_srv_on_accept(struct mc_srv *s, int res, unsigned flags)
 	c->serial = ++s->serial;
 	c->reject = s->nconn >= s->cfg->max_connections;
 	c->last_ns = mc_now_ns();
-	mc_http_parser_init(&c->parser, &s->lim);
 	s->conn[c->idx] = c;
 	s->nconn++;
 	mc_srv_arm_recv(s, c);
@@ -857,6 +888,45 @@ static int mc_srv_bufs(struct mc_srv *s)
 	return 0;
 }
 
+/*
+ * Every connection is a descriptor: max_connections, the 503 slots and
+ * the worker's own must fit under RLIMIT_NOFILE, whose soft limit is
+ * often 1024 (the default of login shells and of systemd services).
+ * Raise the soft limit to the hard one, which any process may; when even
+ * the hard limit is too low, try raising it (a privileged process may).
+ * If it still does not fit, say so: beyond the limit accept fails with
+ * EMFILE and clients wait in the listen queue instead of getting 503.
+ */
+static void mc_srv_nofile(struct mc_srv *s)
+{
+	rlim_t need = (rlim_t)s->nslots + MC_SRV_OWN_FDS;
+	struct rlimit rl, want;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	was = rl.rlim_cur;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		want.rlim_cur = want.rlim_max = need;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	if (rl.rlim_cur != rl.rlim_max) {
+		want.rlim_cur = rl.rlim_max;
+		want.rlim_max = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		mc_log_warn("mcp_fd_limit", "{s:I, s:I, s:I, s:I, s:s}", "soft", (json_int_t)rl.rlim_cur,
+		    "hard", (json_int_t)rl.rlim_max, "was", (json_int_t)was, "needed", (json_int_t)need,
+		    "message", "RLIMIT_NOFILE is below [core] max_connections + 503 slots: "
+		    "connections past it wait unanswered; raise the hard limit (ulimit -Hn)");
+	else
+		mc_log_info("mcp_fd_limit", "{s:I, s:I, s:I, s:I}", "soft", (json_int_t)rl.rlim_cur,
+		    "hard", (json_int_t)rl.rlim_max, "was", (json_int_t)was, "needed", (json_int_t)need);
+}
+
 static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 {
 	struct mc_mcp_env env;
@@ -879,9 +949,16 @@ static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 	for (uint32_t i = 0; i < s->nslots; i++)
 		s->freelist[i] = s->nslots - 1 - i;
 	s->nfree = s->nslots;
+	mc_srv_nofile(s);
 	mc_state_batch_init(&s->batch);
 	s->batch.next_id = mc_wall_ns();        /* ids never reused across restarts */
-	rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, 0);
+	/* one thread submits and reaps: completions' task work waits for our
+	 * next system call instead of interrupting us with an IPI (kernels
+	 * before 6.0 refuse the flags: plain ring then) */
+	rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, IORING_SETUP_SINGLE_ISSUER |
+	    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	if (rc == -EINVAL)
+		rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, 0);
 	if (rc < 0)
 		return rc;
 	rc = mc_srv_bufs(s);
@@ -918,6 +995,8 @@ static void mc_srv_fini(struct mc_srv *s)
 		close(c->fd);
 		free(c->in);
 		free(c->out);
+		free(c->more);
+		free(c->rq);
 		free(c);
 	}
 	if (s->lfd >= 0)
