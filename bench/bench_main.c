@@ -13,6 +13,7 @@ static const char mc_bench_usage[] =
 "usage: mcpcore-bench BENCH [--runs N] [--count N] [--quick] [--json]\n"
 "\n"
 "  state   state manager reads and acknowledged writes vs redis-benchmark -P 16\n"
+"  pipeline  state_get frames through router and state worker and back, msg/s\n"
 "  ring    frames across processes: throughput (64 B, 1 KiB) vs raw ck_ring\n"
 "          and Python multiprocessing.Queue; one-way latency p50/p99\n"
 "  persist durable writes through the rings and the persistence worker (fsync\n"
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
 		return mc_bench_state(&o);
 	if (strcmp(argv[1], "mcp") == 0)
 		return mc_bench_mcp(&o);
+	if (strcmp(argv[1], "pipeline") == 0)
+		return mc_bench_pipeline(&o);
 	fprintf(stderr, "mcpcore-bench: unknown benchmark '%s'\n%s", argv[1], mc_bench_usage);
 	return 64;
 }

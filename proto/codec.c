@@ -35,6 +35,12 @@ int mc_proto_kind(const ProtobufCMessageDescriptor *desc)
 
 int mc_proto_send(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask)
 {
+	return mc_proto_send_lane(seg, msg, dst_mask, MC_LANE_AUTO);
+}
+
+int mc_proto_send_lane(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask,
+    uint32_t lane)
+{
 	int kind = mc_proto_kind(msg->descriptor);
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	struct mc_frame *f;
@@ -48,6 +54,7 @@ int mc_proto_send(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_
 	if (f == NULL)
 		return rc;
 	protobuf_c_message_pack(msg, f->f_data);
+	f->f_user = lane;
 	rc = mc_frame_send(seg, f, dst_mask);
 	if (rc)
 		mc_frame_abort(seg, f);

@@ -54,6 +54,25 @@ int mc_proto_kind(const ProtobufCMessageDescriptor *desc);
 int mc_proto_send(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask);
 
 /*
+ * Lanes of the router (workers/router/mc_router.h), carried in a frame's
+ * f_user: the router forwards what it holds lane by lane, CONTROL before
+ * TOOL before BULK.  AUTO (0, every frame's default) lets the router pick
+ * by kind.  State requests always travel in the TOOL lane whatever they
+ * ask: one FIFO lane keeps each sender's writes in the order it sent them.
+ */
+enum mc_lane {
+	MC_LANE_AUTO = 0,
+	MC_LANE_CONTROL = 1,      /* lifecycle (initialize, ping, ...) and Control */
+	MC_LANE_TOOL = 2,         /* tool calls and other requests, state requests */
+	MC_LANE_BULK = 3,         /* notifications, responses, learning data */
+};
+#define MC_LANES 3
+
+/* mc_proto_send with the frame's f_user set to `lane` (enum mc_lane). */
+int mc_proto_send_lane(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t dst_mask,
+    uint32_t lane);
+
+/*
  * Decode a received frame as the message its kind names.  Returns NULL if
  * the kind is unknown or the bytes do not parse (a bad frame is an input
  * error, reported by the caller).  Free with protobuf_c_message_free_unpacked.

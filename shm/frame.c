@@ -471,6 +471,7 @@ int mc_recv_from(struct mc_seg *seg, uint32_t ring, struct mc_msg *out)
 		out->desc = d;
 		out->ring = ring;
 		out->src = seg->rings[ring].r_src;
+		out->pos = seg->inbox[ring].rp - 1;     /* mc_ring_take just moved past it */
 		return 0;
 	}
 }

@@ -69,6 +69,8 @@ struct mc_msg {
 	struct mc_desc desc;
 	uint32_t ring;
 	uint16_t src;           /* sending slot (the ring's producer) */
+	uint32_t pos;           /* its entry's position in that ring (wraps at 2^32):
+	                           a replay after a crash comes with the same one */
 };
 
 /*

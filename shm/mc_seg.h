@@ -46,7 +46,7 @@
 #include "mc_layout.h"
 
 #define MC_SEG_MAGIC  0x3145524f4350434dULL   /* "MCPCORE1" little-endian */
-#define MC_SEG_ABI    1u
+#define MC_SEG_ABI    2u      /* 2: struct mc_ring gained the monitor's totals line */
 #define MC_SEG_NAME_MAX 64
 
 /* Errors beyond negative errno values. */

@@ -62,6 +62,14 @@ int64_t mc_state_batch_add(const struct mc_seg *seg, struct mc_state_batch *b,
  */
 int mc_state_batch_send(struct mc_seg *seg, struct mc_state_batch *b);
 
+/*
+ * The same through slot `via` (the router: MC_WORKER_ROUTER), which
+ * forwards it to the state worker; the reply still comes straight back.
+ * A sender sends all its requests one way or the other, never both: the
+ * state worker relies on seeing each sender's frames in order.
+ */
+int mc_state_batch_send_via(struct mc_seg *seg, struct mc_state_batch *b, unsigned via);
+
 /* The result of one op, as the state worker reported it. */
 struct mc_state_res {
 	Mcpcore__StateResult__Status status;

@@ -60,6 +60,11 @@ int64_t mc_state_batch_add(const struct mc_seg *seg, struct mc_state_batch *b,
 
 int mc_state_batch_send(struct mc_seg *seg, struct mc_state_batch *b)
 {
+	return mc_state_batch_send_via(seg, b, MC_WORKER_STATE);
+}
+
+int mc_state_batch_send_via(struct mc_seg *seg, struct mc_state_batch *b, unsigned via)
+{
 	Mcpcore__StateRequest req = MCPCORE__STATE_REQUEST__INIT;
 	int rc;
 
@@ -67,7 +72,7 @@ int mc_state_batch_send(struct mc_seg *seg, struct mc_state_batch *b)
 		return 0;
 	req.n_ops = b->n;
 	req.ops = b->ptrs;
-	rc = mc_proto_send(seg, &req.base, 1ULL << MC_WORKER_STATE);
+	rc = mc_proto_send_lane(seg, &req.base, 1ULL << via, MC_LANE_TOOL);
 	if (rc == 0)
 		mc_state_batch_init(b);
 	return rc;

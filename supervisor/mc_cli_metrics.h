@@ -3,7 +3,11 @@
  *
  * Adds to the status document, for the supervisor, every worker and every
  * attached client, the figures of its metrics block (shm/mc_metrics.h):
- *   frames_in, frames_out, bytes_in, bytes_out      totals since the block was reset
+ *   frames_in, frames_out                           frames through the slot's rings
+ *                                                   (from the ring cursors)
+ *   pool_bytes_written                              bytes of frames the slot wrote
+ *   bytes_in, bytes_out                             always null (kept: fields are never
+ *                                                   removed; nothing counts them any more)
  *   frames_in_per_s, frames_out_per_s               the monitor's last second (null
  *                                                   while the monitor publishes none)
  *   handled, handling_p50_us, handling_p99_us       frame handling latency

@@ -63,6 +63,13 @@ int mc_protocol_main(struct mc_worker *w);
 /* Run the loop until SIGTERM/SIGINT.  Returns the exit status. */
 int mc_worker_run(struct mc_worker *w);
 
+/*
+ * Handle a control frame the way the loop does (PING -> PONG to its
+ * sender; an undecodable frame is logged), for workers with a loop of
+ * their own.  0 or a negative errno of the answer's send.
+ */
+int mc_worker_control(struct mc_worker *w, const struct mc_msg *m);
+
 /* Has a stop been requested? (for long handlers) */
 int mc_worker_stopping(void);
 

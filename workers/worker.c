@@ -23,8 +23,36 @@
 static volatile sig_atomic_t mc_worker_stop;
 
 /* Builtin metrics of every worker (mc_metrics.h): frame handling latency
- * here, frames and bytes by the frame layer, memory on the heartbeat. */
+ * and messages handled by kind here, memory on the heartbeat.  Frames and
+ * bytes through the rings are not counted by anyone: the monitor derives
+ * them from the ring and pool cursors. */
 static struct mc_histogram mc_worker_handling;
+
+/*
+ * messages_handled_total{kind}: one counter per kind label index
+ * (mc_metrics_kind_index: known kinds, raw, other), registered the first
+ * time a kind is handled.  A registration that fails (registry full, no
+ * block) is not retried: the handle stays NULL and counting it is a no-op.
+ */
+static struct mc_counter mc_worker_handled[MC_METRICS_KINDS + 1];
+static bool mc_worker_handled_tried[MC_METRICS_KINDS + 1];
+
+static void mc_worker_count_handled(struct mc_worker *w, uint16_t kind)
+{
+	unsigned k = mc_metrics_kind_index(kind);
+
+	if (MC_UNLIKELY(!mc_worker_handled_tried[k])) {
+		char buf[24];
+
+		mc_worker_handled_tried[k] = true;
+		if (w->seg.metrics != NULL)
+			mc_metrics_counter(&w->seg, MC_METRIC_HANDLED,
+			    "Messages the worker loop handled (control frames included), by frame kind",
+			    (const char *const[]){ "kind", mc_metrics_kind_name(k, buf, sizeof(buf)),
+			    NULL }, &mc_worker_handled[k]);
+	}
+	mc_counter_add(mc_worker_handled[k], 1);
+}
 
 /* A failed handler, counted by error code (a bounded label set: errnos). */
 static void mc_worker_count_error(struct mc_worker *w, int rc)
@@ -62,7 +90,7 @@ static const struct {
 };
 
 /* Answer a PING from any slot with a PONG carrying who we are. */
-static int mc_worker_control(struct mc_worker *w, const struct mc_msg *m)
+int mc_worker_control(struct mc_worker *w, const struct mc_msg *m)
 {
 	Mcpcore__Control *in = (Mcpcore__Control *)mc_proto_unpack(m->frame);
 	Mcpcore__Control out = MCPCORE__CONTROL__INIT;
@@ -107,7 +135,7 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 	while (done < MC_WORKER_BATCH) {
 		struct mc_msg m;
 		int kept, rc;
-
+		uint16_t kind;
 		uint64_t t0;
 
 		if (*has_pending) {
@@ -115,6 +143,8 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		} else if (mc_recv(&w->seg, &m) != 0) {
 			break;
 		}
+		/* read before the handler: one that keeps the frame may release it */
+		kind = m.frame->f_kind;
 		t0 = mc_now_ns();
 		rc = mc_worker_dispatch(w, &m, &kept);
 		if (rc != -EAGAIN)
@@ -130,10 +160,11 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 			w->failed++;
 			mc_worker_count_error(w, rc);
 			mc_log_warn("frame_failed", "{s:i, s:I, s:i, s:s}", "src", (int)m.src,
-			    "seq", (json_int_t)m.desc.d_seq, "kind", (int)m.frame->f_kind,
+			    "seq", (json_int_t)m.desc.d_seq, "kind", (int)kind,
 			    "error", mc_strerror(rc));
 		}
 		w->handled++;
+		mc_worker_count_handled(w, kind);
 		if (!kept)
 			mc_frame_release(&w->seg, &m);
 		done++;

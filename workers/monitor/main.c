@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "mc_log.h"
+#include "mc_proto.h"
 #include "mc_metrics.h"
 #include "mc_monitor.h"
 #include "mc_ring.h"
@@ -50,6 +51,7 @@ struct mc_mon {
 	double   rate_in[MC_MAX_SLOTS], rate_out[MC_MAX_SLOTS];
 	struct mc_counter snap_sent, snap_full, snap_absent, snap_failed;
 	bool     snap_warned;
+	struct mc_mon_mcp mcp;          /* the MCP records the router copies to us */
 };
 
 /*
@@ -163,6 +165,16 @@ static void mc_mon_register(struct mc_worker *w, struct mc_mon *mon, struct mc_h
 	    "Time to render one exposition of the whole instance", NULL, &hm->render);
 }
 
+/* Frames for the monitor: the router's copies of MCP records (counted);
+ * anything else is not ours, and is released as handled. */
+static int mc_mon_on_frame(struct mc_worker *w, struct mc_msg *m, int *kept)
+{
+	struct mc_mon *mon = w->ctx;
+
+	*kept = 0;
+	return m->frame->f_kind == MC_FK_MCP ? mc_mon_mcp_frame(&mon->mcp, m->frame) : 0;
+}
+
 int mc_monitor_main(struct mc_worker *w)
 {
 	struct mc_httpd_metrics hm;
@@ -185,8 +197,10 @@ int mc_monitor_main(struct mc_worker *w)
 		mc_log_error("monitor_http_unavailable", "{s:s, s:s, s:s}", "listen",
 		    w->cfg->monitor_listen, "error", mc_strerror(rc), "message",
 		    "cannot start the io_uring HTTP thread; /metrics is not served");
+	mc_mon_mcp_init(&mon->mcp, &w->seg);
 	w->ctx = mon;
 	w->on_tick = mc_mon_tick;
+	w->on_frame = mc_mon_on_frame;
 	rc = mc_worker_run(w);
 	mc_httpd_stop(mon->httpd);
 	free(mon);

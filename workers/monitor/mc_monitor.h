@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mc_frame.h"
 #include "mc_metrics.h"
 #include "mc_seg.h"
 
@@ -93,5 +94,27 @@ void mc_httpd_stop(struct mc_httpd *h);
  * stopped), -EMSGSIZE (larger than max_message_size), -ENOMEM.
  */
 int mc_snapshot_send(struct mc_seg *seg, uint64_t seq, uint64_t skipped, uint32_t interval_s);
+
+/* ---- mcpmsg.c: the copies of MCP messages the router sends ---------------- */
+
+#define MC_MON_METHODS  20      /* known message types, "other" last */
+#define MC_MON_OUTCOMES 16      /* distinct error outcomes, "other" last */
+
+/* Monitor thread only (the worker loop's); metrics in the monitor's block. */
+struct mc_mon_mcp {
+	struct mc_seg *seg;
+	struct mc_counter types[2][MC_MON_METHODS];     /* [in][type] */
+	bool types_tried[2][MC_MON_METHODS];
+	char outcome[MC_MON_OUTCOMES][32];
+	struct mc_counter errors[MC_MON_OUTCOMES];
+	unsigned noutcomes;
+	struct mc_histogram latency;
+};
+
+void mc_mon_mcp_init(struct mc_mon_mcp *mm, struct mc_seg *seg);
+
+/* Count one MCPMessage record (see mcpmsg.c).  0, or -EBADMSG when it
+ * does not parse (logged). */
+int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f);
 
 #endif /* MC_MONITOR_H */

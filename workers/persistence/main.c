@@ -736,6 +736,26 @@ out:
 enum mc_p_stop { MC_P_EMPTY, MC_P_JOURNAL, MC_P_FULL, MC_P_BUDGET, MC_P_STOP };
 
 /* Handle one taken frame; false when it could not be taken now (batch full). */
+/*
+ * The number a record is known by in the store and in the dedup marks.
+ * A frame straight from its producer: the producer's f_seq, which is what
+ * the producer waits to see durable (mc_persist_durable_seq).  A frame the
+ * router forwarded: f_seq cannot serve (the router carries many producers'
+ * frames, and its lanes reorder them), so its arrival number on the
+ * router's ring, from 1 (the ring position, 32 bits, extended against the
+ * last number taken from that ring).  A frame replayed after our crash
+ * comes again at its old position, so it gets its old number and the marks
+ * recognise it; nobody waits on the router's durable number.
+ */
+static uint64_t mc_p_number(const struct mc_persist *p, const struct mc_msg *m)
+{
+	uint64_t last = p->b.pend[m->src];
+
+	if (m->frame->f_src == m->src)
+		return m->desc.d_seq;
+	return last + (uint64_t)(int64_t)(int32_t)(m->pos + 1 - (uint32_t)last);
+}
+
 static bool mc_p_dispatch(struct mc_persist *p, struct mc_msg *m)
 {
 	struct mc_frame *f = m->frame;
@@ -760,8 +780,8 @@ static bool mc_p_dispatch(struct mc_persist *p, struct mc_msg *m)
 		break;
 	}
 	default:
-		v = mc_pbatch_add(&p->b, m, f->f_kind, m->src, m->desc.d_seq, f->f_data, f->f_len,
-		    mc_wall_ns(), why, sizeof(why));
+		v = mc_pbatch_add(&p->b, m, f->f_kind, m->src, mc_p_number(p, m), f->f_data,
+		    f->f_len, mc_wall_ns(), why, sizeof(why));
 		if (v == MC_PB_FULL)
 			return false;
 		p->w->handled++;

@@ -234,6 +234,52 @@ int mc_fixtures_prompt(const json_t *params, json_t **result, char *err, size_t 
 /* completion/complete result for params (never fails but on ENOMEM: NULL). */
 json_t *mc_fixtures_complete(const json_t *params);
 
+/* ---- outbox.c ------------------------------------------------------------- */
+
+/*
+ * Frames to the router, in order and never dropped: sent at once when
+ * there is room, else queued (heap copies) and sent by mc_outbox_flush.
+ * Past a high-water mark the outbox is busy: the server stops taking
+ * requests off its sockets until it drains.  One thread (the worker's).
+ */
+struct mc_outbox;
+
+#define MC_CORR_LEN 16                  /* hex characters of a correlation id */
+
+int mc_outbox_create(struct mc_outbox **out, struct mc_seg *seg, unsigned dst);
+void mc_outbox_destroy(struct mc_outbox *ob);
+
+/* Send or queue msg in lane (enum mc_lane).  0; -EMSGSIZE (larger than a
+ * frame), -ENOBUFS (the queue is at its bound: answer "server busy"),
+ * -ENOMEM; -EPIPE when the router has failed. */
+int mc_outbox_send(struct mc_outbox *ob, const ProtobufCMessage *msg, uint32_t lane);
+
+/* Move queued messages into frames while there is room; returns how many
+ * are still queued. */
+size_t mc_outbox_flush(struct mc_outbox *ob);
+bool mc_outbox_busy(const struct mc_outbox *ob);
+size_t mc_outbox_queued(const struct mc_outbox *ob);
+
+/* A new correlation id: 16 hex digits, unique within the run (random
+ * start, then counting). */
+void mc_outbox_correlation(struct mc_outbox *ob, char out[MC_CORR_LEN + 1]);
+
+/* One JSON-RPC message in, or the response that went out, as an MCPMessage
+ * (metadata: correlation_id, session, direction, and for responses outcome
+ * and latency_ns). */
+struct mc_record {
+	const char *type;               /* method, or "response" / "error" */
+	const char *payload;            /* the JSON bytes */
+	size_t len;
+	const char *corr;
+	const char *session;            /* "" or NULL: none yet */
+	const char *outcome;            /* out: "ok", "error -32602", "http 404", ... */
+	const char *latency_ns;         /* out: ns from the request's parse to its answer */
+	bool inbound;
+	uint32_t lane;
+};
+int mc_outbox_record(struct mc_outbox *ob, const struct mc_record *rec);
+
 /* ---- mcp.c ---------------------------------------------------------------- */
 
 /* A response for the server to write. */
@@ -243,6 +289,7 @@ struct mc_mcp_reply {
 	size_t body_len;
 	const char *ctype;              /* NULL: no Content-Type */
 	char headers[256];              /* extra header lines, each ending CRLF */
+	int rpc_error;                  /* the JSON-RPC error code it carries, 0 = none */
 	bool close;                     /* close the connection after it */
 	bool stream;                    /* an SSE stream: no Content-Length; the
 	                                   connection carries nothing else and
@@ -266,6 +313,8 @@ struct mc_mcp_env {
 	 * stream once they are out.  0, or -ENOENT (the stream is gone),
 	 * -ENOBUFS (its peer stopped reading: it was closed), -ENOMEM. */
 	int (*stream_push)(void *ctx, uint64_t token, const char *data, size_t len, bool end);
+	struct mc_outbox *outbox;       /* records of every message to the router;
+	                                   NULL: none (unit tests) */
 	bool fixtures;                  /* [protocol] conformance_fixtures */
 	const char *path;               /* [protocol] path */
 	bool loopback;                  /* the listener is a loopback address */

@@ -86,6 +86,8 @@ struct mc_pending {
 	struct mc_tool_call tool;       /* MC_P_TOOL */
 	int fixture;                    /* MC_P_CLIENT: the fixture tool */
 	char out_id[32];                /* MC_P_CLIENT: id of our request to the client */
+	char corr[MC_CORR_LEN + 1];     /* the request's correlation id */
+	char sid[MC_SESSION_ID_LEN + 1];        /* its session ("" for initialize) */
 };
 
 #define MC_MCP_MAX_WATCHES 4096    /* subscriptions, all sessions together */
@@ -122,6 +124,12 @@ struct mc_mcp {
 	unsigned ngs, gs_cap;
 	struct mc_resume resume[MC_MCP_RESUMES];
 	uint64_t next_event;            /* ids of priming events */
+	/* the message being handled: its correlation id and session */
+	char corr[MC_CORR_LEN + 1];
+	char sid[MC_SESSION_ID_LEN + 1];
+	uint64_t next_corr;             /* correlation ids without an outbox (tests) */
+	uint64_t start_ns;              /* when its handling began */
+	uint64_t records_lost_run;      /* records refused in a row */
 };
 
 int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env)
@@ -200,6 +208,7 @@ static void mc_reply_rpc_error(struct mc_mcp_reply *r, int status, json_t *id, i
     const char *msg)
 {
 	mc_reply_json(r, status, mc_rpc_error(id, code, msg, NULL));
+	r->rpc_error = code;
 }
 
 static void mc_reply_empty(struct mc_mcp_reply *r, int status)
@@ -340,6 +349,8 @@ static struct mc_pending *mc_mcp_take(struct mc_mcp *m, uint64_t op, uint64_t to
 	p->start_ns = mc_now_ns();
 	p->kind = kind;
 	p->rpc_id = rpc_id ? json_incref(rpc_id) : NULL;
+	memcpy(p->corr, m->corr, sizeof(p->corr));
+	memcpy(p->sid, m->sid, sizeof(p->sid));
 	return p;
 }
 
@@ -349,10 +360,13 @@ static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_re
 {
 	int64_t op;
 
+	struct mc_state_req req = *r;
+
 	*err = mc_mcp_reserve(m);
 	if (*err)
 		return NULL;
-	op = m->env.state_send(m->env.ctx, r);
+	req.correlation_id = m->corr;   /* into the state worker's log lines */
+	op = m->env.state_send(m->env.ctx, &req);
 	if (op < 0) {
 		*err = (int)op;
 		return NULL;
@@ -391,7 +405,6 @@ static int mc_mcp_session_write(struct mc_mcp *m, const struct mc_session *s, ui
 	r.value = rec;
 	r.vlen = (size_t)n;
 	r.ttl_ms = MC_SESSION_TTL_MS;
-	r.correlation_id = s->id;
 	p = mc_mcp_park(m, &r, token, kind, rpc_id, &err);
 	if (p == NULL) {
 		mc_reply_busy(reply, rpc_id, err);
@@ -478,15 +491,92 @@ static int mc_mcp_set_level(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 	return mc_mcp_session_write(m, s, token, MC_P_LEVEL, msg->id, reply);
 }
 
-/* "<session>:<request id>": what links the log lines about one request
- * (here and in the state worker, which logs the op's correlation_id). */
-static void mc_mcp_correlation(const struct mc_session *s, const json_t *id, char *buf,
+/* ---- records and correlation ids ------------------------------------------ */
+
+/*
+ * Every JSON-RPC message gets a correlation id when it is parsed; it is in
+ * every log line about the message here, in the state op it causes, and in
+ * the two records that go to the router (and on to persistence, the
+ * monitor and learning clients): the message as it came in, and the
+ * response as it went out.  Without an outbox (unit tests) ids still
+ * count, and nothing is recorded.
+ */
+static void mc_mcp_new_corr(struct mc_mcp *m)
+{
+	if (m->env.outbox != NULL)
+		mc_outbox_correlation(m->env.outbox, m->corr);
+	else
+		snprintf(m->corr, sizeof(m->corr), "%016llx", (unsigned long long)++m->next_corr);
+}
+
+/* The lane a message asks the router for: lifecycle before tool calls
+ * before notifications and responses. */
+static uint32_t mc_mcp_lane(const struct mc_rpc_msg *msg)
+{
+	static const char *const control[] = { "initialize", "notifications/initialized", "ping",
+		"notifications/cancelled", "logging/setLevel", NULL };
+
+	if (msg->kind == MC_RPC_RESPONSE)
+		return MC_LANE_BULK;
+	for (int i = 0; control[i] != NULL; i++)
+		if (strcmp(msg->method, control[i]) == 0)
+			return MC_LANE_CONTROL;
+	return msg->kind == MC_RPC_REQUEST ? MC_LANE_TOOL : MC_LANE_BULK;
+}
+
+static void mc_mcp_record(struct mc_mcp *m, const struct mc_record *rec)
+{
+	int rc;
+
+	if (m->env.outbox == NULL)
+		return;
+	rc = mc_outbox_record(m->env.outbox, rec);
+	if (rc == 0) {
+		m->records_lost_run = 0;
+		return;
+	}
+	/* once per run of failures (the router failed for good: every message) */
+	if (m->records_lost_run++ == 0)
+		mc_log_warn("mcp_record_failed", "{s:s, s:s, s:s}", "correlation_id", rec->corr,
+		    "error", mc_strerror(rc), "message",
+		    "the message was handled but its record did not reach the router "
+		    "(logged once until records flow again)");
+}
+
+static void mc_mcp_record_in(struct mc_mcp *m, const struct mc_rpc_msg *msg, const char *body,
     size_t len)
 {
-	if (json_is_string(id))
-		snprintf(buf, len, "%s:%.64s", s->id, json_string_value(id));
+	struct mc_record rec = {
+		.type = msg->kind == MC_RPC_RESPONSE ? "response" : msg->method,
+		.payload = body, .len = len, .corr = m->corr, .session = m->sid,
+		.inbound = true, .lane = mc_mcp_lane(msg),
+	};
+
+	mc_mcp_record(m, &rec);
+}
+
+/* The response to the message with correlation id corr, as it goes out. */
+static void mc_mcp_record_out(struct mc_mcp *m, const char *corr, const char *sid,
+    uint64_t start_ns, const struct mc_mcp_reply *r)
+{
+	char outcome[32], took[24];
+	struct mc_record rec = {
+		.type = r->rpc_error ? "error" : r->body != NULL ? "response" : "accepted",
+		.payload = r->body ? r->body : "", .len = r->body ? r->body_len : 0,
+		.corr = corr, .session = sid, .outcome = outcome, .lane = MC_LANE_BULK,
+		.latency_ns = took,
+	};
+
+	if (corr[0] == '\0')
+		return;                 /* not a JSON-RPC message (GET, DELETE, a bad body) */
+	if (r->rpc_error)
+		snprintf(outcome, sizeof(outcome), "error %d", r->rpc_error);
+	else if (r->status == 200)
+		snprintf(outcome, sizeof(outcome), "ok");
 	else
-		snprintf(buf, len, "%s:%lld", s->id, (long long)json_integer_value(id));
+		snprintf(outcome, sizeof(outcome), "http %d", r->status);
+	snprintf(took, sizeof(took), "%llu", (unsigned long long)(mc_now_ns() - start_ns));
+	mc_mcp_record(m, &rec);
 }
 
 /* ---- server-to-client messages ------------------------------------------ */
@@ -656,7 +746,7 @@ static void mc_mcp_fixture_ask(struct mc_mcp *m, const struct mc_http_request *r
 	p->fixture = fc->tool;
 	p->sess = *s;
 	snprintf(p->out_id, sizeof(p->out_id), "%s", id);
-	mc_log_debug("mcp_client_request", "{s:s, s:s, s:s}", "correlation_id", s->id,
+	mc_log_debug("mcp_client_request", "{s:s, s:s, s:s}", "correlation_id", m->corr,
 	    "id", id, "method", json_string_value(json_object_get(fc->request, "method")));
 }
 
@@ -709,14 +799,14 @@ static void mc_mcp_client_response(struct mc_mcp *m, const struct mc_rpc_msg *ms
 		resp = mc_rpc_result(p->rpc_id, mc_fixtures_finish(p->fixture, msg->root));
 		body = resp ? mc_sse_body(NULL, resp, &len) : NULL;
 		if (body == NULL || m->env.stream_push(m->env.ctx, p->token, body, len, true) != 0)
-			mc_log_debug("mcp_stream_gone", "{s:s, s:s}", "correlation_id", s->id, "id", id);
+			mc_log_debug("mcp_stream_gone", "{s:s, s:s}", "correlation_id", m->corr, "id", id);
 		free(body);
 		json_decref(resp);
 		mc_pending_clear(p);
 		m->p[i] = m->p[--m->np];
 		return;
 	}
-	mc_log_debug("mcp_unmatched_response", "{s:s}", "correlation_id", s->id);
+	mc_log_debug("mcp_unmatched_response", "{s:s}", "correlation_id", m->corr);
 }
 
 /* ---- subscriptions -------------------------------------------------------- */
@@ -902,8 +992,6 @@ static int mc_mcp_fixture_method(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
     const struct mc_session *s, uint64_t token, struct mc_mcp_reply *reply)
 {
-	char corr[112];
-
 	struct mc_tool_call call;
 	struct mc_pending *p;
 	json_t *result = NULL;
@@ -925,9 +1013,8 @@ static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 		mc_reply_json(reply, 200, mc_rpc_result(msg->id, result));
 		return 0;
 	}
-	mc_mcp_correlation(s, msg->id, corr, sizeof(corr));
-	call.req.correlation_id = corr;         /* copied into the frame by the send */
-	mc_log_debug("mcp_tool_call", "{s:s, s:s}", "correlation_id", corr, "tool", call.name);
+	mc_log_debug("mcp_tool_call", "{s:s, s:s, s:s}", "correlation_id", m->corr, "session", s->id,
+	    "tool", call.name);
 	p = mc_mcp_park(m, &call.req, token, MC_P_TOOL, msg->id, &e);
 	if (p == NULL) {
 		if (e == -EMSGSIZE || e == -EINVAL) {
@@ -1054,6 +1141,14 @@ static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, cons
 		json_decref(msg.id);
 		return 0;
 	}
+	mc_mcp_new_corr(m);
+	{
+		const struct mc_http_str *sh = mc_http_header(req, "Mcp-Session-Id");
+
+		if (sh != NULL && mc_session_id_ok(sh->p, sh->n))
+			snprintf(m->sid, sizeof(m->sid), "%.*s", (int)sh->n, sh->p);
+	}
+	mc_mcp_record_in(m, &msg, body, blen);
 	rc = 0;
 	if (msg.kind == MC_RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
 		rc = mc_mcp_initialize(m, &msg, token, reply);
@@ -1143,6 +1238,9 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 	int st;
 
 	memset(reply, 0, sizeof(*reply));
+	m->corr[0] = '\0';
+	m->sid[0] = '\0';
+	m->start_ns = mc_now_ns();
 	if (!mc_http_eq(req->path, m->env.path)) {
 		mc_reply_rpc_error(reply, 404, NULL, MC_RPC_INVALID_REQUEST,
 		    "not found: the MCP endpoint is elsewhere");
@@ -1153,8 +1251,13 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 		mc_reply_rpc_error(reply, st, NULL, MC_RPC_INVALID_REQUEST, why);
 		return 0;
 	}
-	if (mc_http_eq(req->method, "POST"))
-		return mc_mcp_post(m, req, body, body_len, token, reply);
+	if (mc_http_eq(req->method, "POST")) {
+		int rc = mc_mcp_post(m, req, body, body_len, token, reply);
+
+		if (rc == 0 && !reply->stream)
+			mc_mcp_record_out(m, m->corr, m->sid, m->start_ns, reply);
+		return rc;
+	}
 	if (mc_http_eq(req->method, "DELETE"))
 		return mc_mcp_delete(m, req, token, reply);
 	if (mc_http_eq(req->method, "GET")) {
@@ -1190,7 +1293,8 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 		}
 		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_mcp_init_result(m, &p->sess)));
 		mc_reply_header(reply, "Mcp-Session-Id", p->sess.id);
-		mc_log_info("mcp_session_created", "{s:s, s:s, s:s}", "correlation_id", p->sess.id,
+		mc_log_info("mcp_session_created", "{s:s, s:s, s:s, s:s}", "correlation_id", p->corr,
+		    "session", p->sess.id,
 		    "version", p->sess.version, "client", p->sess.client);
 		break;
 	case MC_P_READY:
@@ -1211,7 +1315,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 		if (ok) {
 			mc_reply_empty(reply, 200);
 			mc_mcp_watch_drop(m, p->sess.id, NULL);
-			mc_log_info("mcp_session_ended", "{s:s}", "correlation_id", p->sess.id);
+			mc_log_info("mcp_session_ended", "{s:s}", "session", p->sess.id);
 		} else {
 			mc_reply_rpc_error(reply, 404, NULL, MC_RPC_NO_SESSION, "session not found");
 		}
@@ -1239,6 +1343,8 @@ int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res
 			continue;
 		memset(&reply, 0, sizeof(reply));
 		mc_mcp_complete(m, &m->p[i], res, &reply);
+		mc_mcp_record_out(m, m->p[i].corr, m->p[i].sid[0] ? m->p[i].sid : m->p[i].sess.id,
+		    m->p[i].start_ns, &reply);
 		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
 		mc_mcp_remove(m, i);
 		return 0;
@@ -1257,7 +1363,7 @@ static void mc_mcp_client_timeout(struct mc_mcp *m, struct mc_pending *p)
 
 	if (body != NULL)
 		m->env.stream_push(m->env.ctx, p->token, body, len, true);
-	mc_log_warn("mcp_client_timeout", "{s:s, s:s}", "correlation_id", p->sess.id,
+	mc_log_warn("mcp_client_timeout", "{s:s, s:s, s:s}", "correlation_id", p->corr, "session", p->sess.id,
 	    "id", p->out_id);
 	free(body);
 	json_decref(resp);
@@ -1282,7 +1388,9 @@ unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns)
 		    "server busy: the state manager did not answer within the request timeout "
 		    "(the change may or may not have been applied)");
 		mc_reply_header(&reply, "Retry-After", "1");
-		mc_log_warn("mcp_request_timeout", "{s:I}", "op", (json_int_t)m->p[i].op);
+		mc_log_warn("mcp_request_timeout", "{s:s, s:I}", "correlation_id", m->p[i].corr,
+		    "op", (json_int_t)m->p[i].op);
+		mc_mcp_record_out(m, m->p[i].corr, m->p[i].sid, m->p[i].start_ns, &reply);
 		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
 		mc_mcp_remove(m, i);
 	}

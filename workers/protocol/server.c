@@ -140,6 +140,8 @@ struct mc_srv {
 	uint32_t *freelist;
 	uint64_t serial;
 	struct mc_state_batch batch;
+	struct mc_outbox *outbox;       /* frames to the router (outbox.c) */
+	bool paused;                    /* outbox busy: requests wait in c->in */
 };
 
 static inline uint64_t mc_srv_ud(uint32_t idx, int op)
@@ -392,6 +394,8 @@ static void mc_srv_process(struct mc_srv *s, struct mc_conn *c)
 
 	if (c->closing || c->waiting || c->sending || c->draining || c->stream)
 		return;
+	if (s->paused)
+		return;         /* back-pressure: picked up again by mc_srv_outbox */
 	if (!c->have_head) {
 		if (c->in_len == 0)
 			return;
@@ -660,12 +664,16 @@ static int64_t mc_srv_state_send(void *ctx, const struct mc_state_req *r)
 	id = mc_state_batch_add(&s->w->seg, &s->batch, r);
 	if (id < 0)
 		return id;
-	rc = mc_state_batch_send(&s->w->seg, &s->batch);
-	if (rc) {
-		mc_state_batch_init(&s->batch);         /* drop it: the caller answers busy */
-		return rc;
+	{
+		/* through the router, in order behind every record sent before it */
+		Mcpcore__StateRequest req = MCPCORE__STATE_REQUEST__INIT;
+
+		req.n_ops = s->batch.n;
+		req.ops = s->batch.ptrs;
+		rc = mc_outbox_send(s->outbox, &req.base, MC_LANE_TOOL);
+		mc_state_batch_init(&s->batch);
 	}
-	return id;
+	return rc ? rc : id;
 }
 
 /* ---- timeouts ----------------------------------------------------------- */
@@ -818,7 +826,7 @@ static void mc_srv_wait(struct mc_srv *s)
 {
 	struct io_uring_cqe *cqe;
 
-	if (mc_mcp_inflight(s->mcp) > 0) {
+	if (mc_mcp_inflight(s->mcp) > 0 || mc_outbox_queued(s->outbox) > 0) {
 		io_uring_submit(&s->ring);
 		if (io_uring_cq_ready(&s->ring) == 0)
 			mc_ring_wait(&s->w->seg, 20000, MC_SRV_SLICE_NS);
@@ -829,6 +837,28 @@ static void mc_srv_wait(struct mc_srv *s)
 
 		(void)io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
 	}
+}
+
+/*
+ * Move queued frames to the router.  While the outbox is busy no request
+ * is taken off a connection (its bytes wait in c->in, and a client waiting
+ * for its answer sends no more); once it drains, every connection with a
+ * request waiting is processed again.
+ */
+static void mc_srv_outbox(struct mc_srv *s)
+{
+	if (mc_outbox_queued(s->outbox) > 0)
+		mc_outbox_flush(s->outbox);
+	if (mc_outbox_busy(s->outbox)) {
+		s->paused = true;
+		return;
+	}
+	if (!s->paused)
+		return;
+	s->paused = false;
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (s->conn[i] != NULL && s->conn[i]->in_len > 0)
+			mc_srv_process(s, s->conn[i]);
 }
 
 static void mc_srv_loop(struct mc_srv *s)
@@ -843,6 +873,7 @@ static void mc_srv_loop(struct mc_srv *s)
 		uint64_t now;
 
 		mc_srv_frames(s);
+		mc_srv_outbox(s);
 		mc_srv_completions(s);
 		now = mc_now_ns();
 		if (now - last_tick >= MC_SRV_TICK_NS) {
@@ -967,6 +998,10 @@ static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 	memset(&env, 0, sizeof(env));
 	env.seg = &w->seg;
 	env.ctx = s;
+	rc = mc_outbox_create(&s->outbox, &w->seg, MC_WORKER_ROUTER);
+	if (rc)
+		return rc;
+	env.outbox = s->outbox;
 	env.state_send = mc_srv_state_send;
 	env.deliver = mc_srv_deliver;
 	env.stream_push = mc_srv_stream_push;
@@ -1001,6 +1036,18 @@ static void mc_srv_fini(struct mc_srv *s)
 	}
 	if (s->lfd >= 0)
 		close(s->lfd);
+	if (s->outbox != NULL) {
+		/* records still queued: give the router a second to take them */
+		uint64_t until = mc_now_ns() + 1000000000ULL;
+
+		while (mc_outbox_flush(s->outbox) > 0 && mc_now_ns() < until)
+			usleep(1000);
+		if (mc_outbox_queued(s->outbox) > 0)
+			mc_log_warn("protocol_outbox_lost", "{s:I, s:s}", "queued",
+			    (json_int_t)mc_outbox_queued(s->outbox), "message",
+			    "stopping with records the router did not take");
+		mc_outbox_destroy(s->outbox);
+	}
 	mc_mcp_destroy(s->mcp);
 	if (s->ring.ring_fd > 0)
 		io_uring_queue_exit(&s->ring);

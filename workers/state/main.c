@@ -8,6 +8,13 @@
  * that subscribed.  Reads never come here: any process reads the table in
  * shared memory directly (mc_state_get).
  *
+ * Frames come straight from their sender or forwarded by the router; either
+ * way the frame's producer (f_src) is the sender: it gets the reply, and
+ * (f_src, f_seq) names the frame in the writer's records.  A sender's frames
+ * arrive in the order it sent them (the router keeps one FIFO lane for
+ * state requests), so a frame at or below the sender's last applied seq is
+ * a duplicate (a router restart replays its forwards) and is skipped.
+ *
  * A request frame is finished (released, so not redelivered) only after
  * its reply is sent; the writer's records make a replay after a crash
  * resume where the dead worker stopped, so every op is applied once and
@@ -18,6 +25,7 @@
 #include "mc_worker.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mc_log.h"
@@ -25,6 +33,8 @@
 #include "mc_state_writer.h"
 #include "mc_util.h"
 
+#define MC_SMALL_REQ       8           /* ops a request may have to be answered
+                                          without heap buffers */
 #define MC_FEED_BATCH      256         /* changes per feed frame, at most */
 #define MC_SWEEP_BUDGET    4096        /* entries checked for expiry per sweep */
 #define MC_SWEEP_PERIOD_NS 2000000ULL  /* sweep every 2 ms: 2 Mi entries/s */
@@ -63,6 +73,41 @@ static void mc_state_subscribe(struct mc_state_writer *sw, unsigned src, bool on
 	ck_pr_store_64(&sw->ctl->sc_subscribers, mask);
 }
 
+/*
+ * A GET: the value as the writer has it, after this sender's earlier
+ * writes.  The value is copied (*copy, freed by the caller) because a later
+ * op of the same request may change the table before the reply is packed.
+ * -EAGAIN when out of memory.  Not recorded for replay: a GET changes
+ * nothing, so after a crash it is simply read again.
+ */
+static int mc_state_get_op(struct mc_state_worker *sw, const Mcpcore__StateOp *op, uint64_t now,
+    Mcpcore__StateResult *r, void **copy)
+{
+	const void *val;
+	uint32_t len;
+	uint64_t version;
+	int rc = mc_state_writer_value(&sw->w, op, now, &val, &len, &version);
+
+	mcpcore__state_result__init(r);
+	r->id = op->id;
+	if (rc) {
+		r->status = rc == -ENOENT ? MCPCORE__STATE_RESULT__STATUS__NOT_FOUND :
+		    MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST;
+		r->error = (char *)(rc == -ENOENT ? "no such key" :
+		    "namespace and key must be 1..[state] max_key_size bytes");
+		return 0;
+	}
+	*copy = malloc(len ? len : 1);
+	if (*copy == NULL)
+		return -EAGAIN;
+	memcpy(*copy, val, len);
+	r->status = MCPCORE__STATE_RESULT__STATUS__OK;
+	r->version = version;
+	r->value.data = *copy;
+	r->value.len = len;
+	return 0;
+}
+
 static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 {
 	struct mc_state_worker *sw = wk->ctx;
@@ -70,24 +115,49 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 	Mcpcore__StateReply reply = MCPCORE__STATE_REPLY__INIT;
 	Mcpcore__StateResult *results = NULL, **rp = NULL;
 	char (*numbers)[24] = NULL;
+	void **values = NULL;           /* GET: copies of the values, for the reply */
+	struct {
+		Mcpcore__StateResult results[MC_SMALL_REQ];
+		Mcpcore__StateResult *rp[MC_SMALL_REQ];
+		char numbers[MC_SMALL_REQ][24];
+		void *values[MC_SMALL_REQ];
+	} small;
 	uint64_t now = mc_wall_ns();
-	uint32_t done, n;
+	unsigned src = m->frame->f_src;         /* the sender, also through the router */
+	uint64_t seq = m->frame->f_seq;
+	uint32_t done, n = 0;
 	int rc = 0;
 
 	if (req == NULL) {
-		mc_log_warn("state_bad_request", "{s:i, s:I, s:s}", "src", (int)m->src, "seq",
-		    (json_int_t)m->desc.d_seq, "message", "StateRequest frame does not parse");
+		mc_log_warn("state_bad_request", "{s:i, s:i, s:I, s:s}", "src", (int)src, "via",
+		    (int)m->src, "seq", (json_int_t)seq, "message", "StateRequest frame does not parse");
 		return -EBADMSG;
 	}
+	if (mc_state_frame_applied(&sw->w, src, seq) &&
+	    !(sw->w.ctl->sc_cur_src == src && sw->w.ctl->sc_cur_seq == seq)) {
+		mc_log_debug("state_duplicate", "{s:i, s:i, s:I}", "src", (int)src, "via",
+		    (int)m->src, "seq", (json_int_t)seq);
+		goto out;           /* answered when it was applied */
+	}
 	n = (uint32_t)req->n_ops;
-	results = calloc(n ? n : 1, sizeof(*results));
-	rp = calloc(n ? n : 1, sizeof(*rp));
-	numbers = calloc(n ? n : 1, sizeof(*numbers));
-	if (results == NULL || rp == NULL || numbers == NULL) {
+	if (n <= MC_SMALL_REQ) {
+		/* most requests are one op (an MCP tool call): no allocations */
+		memset(small.values, 0, n * sizeof(small.values[0]));
+		results = small.results;
+		rp = small.rp;
+		numbers = small.numbers;
+		values = small.values;
+	} else {
+		results = calloc(n, sizeof(*results));
+		rp = calloc(n, sizeof(*rp));
+		numbers = calloc(n, sizeof(*numbers));
+		values = calloc(n, sizeof(*values));
+	}
+	if (results == NULL || rp == NULL || numbers == NULL || values == NULL) {
 		rc = -EAGAIN;       /* out of memory: try again later, do not lose it */
 		goto out;
 	}
-	done = mc_state_frame_begin(&sw->w, m->src, m->desc.d_seq);
+	done = mc_state_frame_begin(&sw->w, src, seq);
 	mc_state_prefetch(&sw->w, req->ops, n);
 	for (uint32_t k = 0; k < n; k++) {
 		const Mcpcore__StateOp *op = req->ops[k];
@@ -96,6 +166,11 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 		if (k >= MC_STATE_MAX_OPS) {
 			mc_state_reply_one(&sw->w, op, MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST, 0,
 			    "more than 1024 ops in one request", &results[k], numbers[k], 24);
+		} else if (op->kind == MCPCORE__STATE_OP__KIND__GET) {
+			/* before the replay records: a GET is not recorded, it is read again */
+			rc = mc_state_get_op(sw, op, now, &results[k], &values[k]);
+			if (rc)
+				goto out;
 		} else if (k < done) {
 			struct mc_state_op_result r = mc_state_frame_result(&sw->w, k);
 
@@ -103,7 +178,7 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 			    &results[k], numbers[k], 24);
 		} else if (op->kind == MCPCORE__STATE_OP__KIND__SUBSCRIBE ||
 		    op->kind == MCPCORE__STATE_OP__KIND__UNSUBSCRIBE) {
-			mc_state_subscribe(&sw->w, m->src, op->kind == MCPCORE__STATE_OP__KIND__SUBSCRIBE);
+			mc_state_subscribe(&sw->w, src, op->kind == MCPCORE__STATE_OP__KIND__SUBSCRIBE);
 			mc_state_reply_one(&sw->w, op, 0, sw->w.t->st_version, NULL, &results[k],
 			    numbers[k], 24);
 		} else {
@@ -117,19 +192,24 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 		}
 		rp[k] = &results[k];
 	}
-	mc_state_frame_end(&sw->w, m->src, m->desc.d_seq);
+	mc_state_frame_end(&sw->w, src, seq);
 	reply.n_results = n;
 	reply.results = rp;
-	rc = mc_proto_send(&wk->seg, &reply.base, 1ULL << m->src);
+	rc = mc_proto_send(&wk->seg, &reply.base, 1ULL << src);
 	if (rc == -EPIPE) {
 		rc = 0;             /* the sender is gone: nobody to answer */
 	} else if (rc == 0) {
 		sw->replies++;
 	}
 out:
-	free(numbers);
-	free(rp);
-	free(results);
+	for (uint32_t k = 0; values != NULL && k < n; k++)
+		free(values[k]);
+	if (results != small.results) {
+		free(values);
+		free(numbers);
+		free(rp);
+		free(results);
+	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	return rc;
 }

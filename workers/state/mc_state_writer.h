@@ -125,6 +125,15 @@ bool mc_state_frame_applied(const struct mc_state_writer *w, unsigned src, uint6
 /* Result recorded for op k of the current frame. */
 struct mc_state_op_result mc_state_frame_result(const struct mc_state_writer *w, uint32_t k);
 
+/*
+ * GET through the writer: the live value of (ns, key) at `now`.  Returns
+ * 0 with *val (pointing into the table: valid until the next change) and
+ * *version, -ENOENT when there is no live value, -EINVAL for an empty or
+ * oversized namespace or key.
+ */
+int mc_state_writer_value(struct mc_state_writer *w, const Mcpcore__StateOp *op,
+    uint64_t now, const void **val, uint32_t *len, uint64_t *version);
+
 /* The value of (ns, key) now, as text for INCR replies: 0 or -ENOENT. */
 int mc_state_writer_number(struct mc_state_writer *w, const Mcpcore__StateOp *op,
     char *buf, size_t len);

@@ -677,6 +677,26 @@ record:
 	mc_sw_record(w, k, res);
 }
 
+int mc_state_writer_value(struct mc_state_writer *w, const Mcpcore__StateOp *op,
+    uint64_t now, const void **val, uint32_t *len, uint64_t *version)
+{
+	const struct mc_state_entry *e;
+	int64_t slot, at;
+
+	if (op->ns.len == 0 || op->key.len == 0 || op->ns.len > w->max_key ||
+	    op->key.len > w->max_key)
+		return -EINVAL;
+	at = mc_sw_find(w, &op->ns, &op->key,
+	    mc_state_hash(op->ns.data, op->ns.len, op->key.data, op->key.len), &slot, NULL);
+	if (at < 0 || !mc_sw_live(&w->entries[at], now))
+		return -ENOENT;
+	e = &w->entries[at];
+	*val = w->arena + e->e_blob + e->e_nslen + e->e_keylen;
+	*len = e->e_vlen;
+	*version = e->e_version;
+	return 0;
+}
+
 int mc_state_writer_number(struct mc_state_writer *w, const Mcpcore__StateOp *op,
     char *buf, size_t len)
 {

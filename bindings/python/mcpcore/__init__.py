@@ -407,6 +407,49 @@ class Segment:
             # anything else is the caller's: keep it for Ring.recv
             self._backlog.setdefault(back.index, collections.deque()).append(frame)
 
+    def subscribe(self, timeout=2.0):
+        """Ask the router for every MCPMessage (and LearningData) from now on.
+
+        Returns the consumer Ring from the router on which they arrive, in
+        order per lane: each inbound JSON-RPC message and each response,
+        with metadata correlation_id, session, outcome and direction.  Read
+        it promptly: the router holds everything else back while this ring
+        is full, and unsubscribes a client whose ring stays full for 1 s
+        (it logs router_subscriber_dropped).  Raises TimeoutError if the
+        router does not confirm within timeout seconds.
+        """
+        return self._subscription(Control.SUBSCRIBE, timeout)
+
+    def unsubscribe(self, timeout=2.0):
+        """Stop the messages subscribe() asked for (those already queued stay)."""
+        return self._subscription(Control.UNSUBSCRIBE, timeout)
+
+    def _subscription(self, op, timeout):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError("timeout must be a number of seconds > 0, not %r" % (timeout,))
+        with self._ping_lock:
+            out = self.open_ring("router", "producer")
+            back = self.open_ring("router", "consumer")
+            nonce = int.from_bytes(os.urandom(8), "little")
+            out.send(Control(op=op, nonce=nonce, sent_ns=time.monotonic_ns()))
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                got = self._seg.recv(back.index, left) if left > 0 else None
+                if got is None:
+                    raise TimeoutError("the router did not confirm the subscription within %g s"
+                                       % timeout)
+                frame = Frame(*got)
+                if frame.kind == KIND_CONTROL:
+                    msg = _decode(frame, back.name)
+                    if msg.op == Control.SUBSCRIBED and msg.nonce == nonce:
+                        if op == Control.SUBSCRIBE and msg.generation != 1:
+                            raise Error("the router refused the subscription of slot %d"
+                                        % self.slot)
+                        return back
+                    continue
+                self._backlog.setdefault(back.index, collections.deque()).append(frame)
+
     # -- lifetime -------------------------------------------------------------
 
     def close(self):
