@@ -150,6 +150,18 @@ void mc_ring_notify_sync(struct mc_seg *seg, unsigned dst);
 #define MC_BELL_RECHECK_NS 100000u
 
 /*
+ * Producer.  Batch the wake-ups: while deferred, mc_ring_notify only notes
+ * the destination, and mc_ring_ring_bells() wakes each noted one once.  A
+ * process that sends many frames per turn of its loop (the protocol worker)
+ * pays one futex wake per destination per turn instead of one per frame
+ * whenever the consumer sleeps between frames.  It must ring before it
+ * waits for anything; a bell it forgets costs the consumer at most its
+ * timed re-check.  Turning deferral off rings what is pending.
+ */
+void mc_ring_defer_bells(struct mc_seg *seg, bool on);
+void mc_ring_ring_bells(struct mc_seg *seg);
+
+/*
  * Consumer.  Take the next descriptor: first any journal replay, then the
  * ring.  Returns 0, -EAGAIN (nothing), or -ENOBUFS (journal full: finish
  * and commit what was taken first).  The entry is recorded as held.

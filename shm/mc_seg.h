@@ -168,6 +168,8 @@ struct mc_seg {
 	uint32_t ninbound;
 	uint32_t poll_next;              /* round-robin cursor over inbound */
 	uint32_t poll_burst;             /* frames taken in a row from poll_next */
+	bool     bells_deferred;         /* mc_ring_defer_bells: wake-ups batched */
+	uint64_t bells;                  /* destinations to wake at the next ring */
 	uint64_t alloc_pos;              /* head before the outstanding alloc, or UINT64_MAX */
 	struct mc_frame *alloc_frame;    /* the outstanding allocation, or NULL */
 	uint64_t head_at;                /* our pool head's offset in the pool */

@@ -173,8 +173,32 @@ void mc_ring_notify(struct mc_seg *seg, unsigned dst)
 {
 	struct ck_ec32 *bell = &seg->slots[dst].sl_bell;
 
+	if (seg->bells_deferred) {
+		seg->bells |= 1ULL << dst;
+		return;
+	}
 	if (ck_ec32_has_waiters(bell))
 		ck_ec32_inc(bell, &mc_bell_mode);
+}
+
+void mc_ring_defer_bells(struct mc_seg *seg, bool on)
+{
+	if (!on)
+		mc_ring_ring_bells(seg);
+	seg->bells_deferred = on;
+}
+
+void mc_ring_ring_bells(struct mc_seg *seg)
+{
+	uint64_t b = seg->bells;
+
+	seg->bells = 0;
+	for (; b; b &= b - 1) {
+		struct ck_ec32 *bell = &seg->slots[__builtin_ctzll(b)].sl_bell;
+
+		if (ck_ec32_has_waiters(bell))
+			ck_ec32_inc(bell, &mc_bell_mode);
+	}
 }
 
 void mc_ring_notify_sync(struct mc_seg *seg, unsigned dst)

@@ -142,17 +142,19 @@ def test_the_monitor_counts_the_messages_it_is_copied(rt):
     st, _, doc = c.request("tools/call", {"name": "state_get", "arguments": {}})
     assert doc["error"]["code"] == -32602
     c.close()
+    # the records arrive lane by lane: wait for the last (a bulk response)
     deadline = time.monotonic() + 5 * SCALE
     while True:
         text = metrics_text(rt)
         calls = sample(text, "mcpcore_mcp_messages_total", direction="in", type="tools/call")
-        if calls == calls0 + 4 or time.monotonic() > deadline:
+        errors = sample(text, "mcpcore_mcp_errors_total", outcome="error -32602") or 0
+        timed = sample(text, "mcpcore_mcp_request_seconds_count") or 0
+        if (calls == calls0 + 4 and errors >= 1 and timed >= 5) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert calls == calls0 + 4, calls
-    assert (sample(text, "mcpcore_mcp_errors_total", outcome="error -32602") or 0) >= 1, \
-        [l for l in text.splitlines() if "mcp_" in l]
-    assert sample(text, "mcpcore_mcp_request_seconds_count") >= 5
+    assert errors >= 1, [line for line in text.splitlines() if "mcp_" in line]
+    assert timed >= 5
 
 
 def test_a_subscriber_that_stops_reading_is_dropped_and_nothing_stalls(rt):

@@ -866,6 +866,7 @@ static void mc_srv_loop(struct mc_srv *s)
 	uint64_t last_tick = 0;
 
 	mc_srv_try_bind(s);
+	mc_ring_defer_bells(&s->w->seg, true);
 	mc_seg_ready(&s->w->seg);
 	mc_log_info("worker_ready", "{s:s, s:i}", "worker", s->w->name,
 	    "generation", (int)s->w->seg.generation);
@@ -873,8 +874,8 @@ static void mc_srv_loop(struct mc_srv *s)
 		uint64_t now;
 
 		mc_srv_frames(s);
-		mc_srv_outbox(s);
 		mc_srv_completions(s);
+		mc_srv_outbox(s);
 		now = mc_now_ns();
 		if (now - last_tick >= MC_SRV_TICK_NS) {
 			mc_seg_heartbeat(&s->w->seg);
@@ -884,6 +885,8 @@ static void mc_srv_loop(struct mc_srv *s)
 			mc_srv_arm_accept(s);
 			last_tick = now;
 		}
+		/* one wake per destination per turn, not one per record sent */
+		mc_ring_ring_bells(&s->w->seg);
 		mc_srv_wait(s);
 	}
 }
@@ -1039,6 +1042,8 @@ static void mc_srv_fini(struct mc_srv *s)
 	if (s->outbox != NULL) {
 		/* records still queued: give the router a second to take them */
 		uint64_t until = mc_now_ns() + 1000000000ULL;
+
+		mc_ring_defer_bells(&s->w->seg, false);         /* every send wakes now */
 
 		while (mc_outbox_flush(s->outbox) > 0 && mc_now_ns() < until)
 			usleep(1000);
