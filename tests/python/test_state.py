@@ -125,7 +125,21 @@ def test_mixed_c_python_stress_no_torn_reads(runtime, seg, tmp_path):
     print("reads: C %d + Python %d = %d" % (c_reads, py_reads, total))
     assert py_reads > 100000
     assert total >= 10_000_000, "only %d reads" % total
-    assert "ok:" in cli("state", "check", "--instance", runtime.instance).stdout
+    assert_table_consistent(runtime)
+
+
+def assert_table_consistent(runtime, timeout=10.0):
+    """`mcpcore state check` passes once the table is quiet.  The check may
+    raise a false alarm while the state worker still applies a killed
+    writer's queued requests (never a false pass), so a failure is retried
+    until it has had time to drain; real damage fails every time."""
+    end = time.monotonic() + timeout
+    while True:
+        r = cli("state", "check", "--instance", runtime.instance, check=False)
+        if "ok:" in r.stdout or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert "ok:" in r.stdout, r.stdout + r.stderr
 
 
 def test_kill9_state_worker_during_write_storm(runtime, tmp_path):
