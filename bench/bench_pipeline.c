@@ -72,7 +72,7 @@ static int mc_pl_router(void *arg)
 /* Send one single-op request (GET, or PUT for the preload) to via. */
 static int mc_pl_send(struct mc_seg *seg, unsigned via, Mcpcore__StateOp__Kind kind, uint64_t i)
 {
-	struct mc_state_batch b;
+	static struct mc_state_batch b;        /* 40 KiB: not on the stack */
 	const char *k = mc_pl_keys[i % MC_PL_KEYS];
 	struct mc_state_req r = { .kind = kind, .ns = "bench", .nslen = 5, .key = k,
 	    .klen = strlen(k), .value = k, .vlen = kind == MCPCORE__STATE_OP__KIND__PUT ? 11 : 0 };

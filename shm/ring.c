@@ -5,6 +5,7 @@
 #include "mc_ring.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
@@ -312,9 +313,15 @@ bool mc_ring_wait(struct mc_seg *seg, uint64_t spin_ns, uint64_t timeout_ns)
 	for (unsigned n = 0;; n++) {
 		if (mc_ring_pending(seg))
 			return true;
-		if ((n & 63) == 63 && mc_now_ns() - start >= spin_ns)
+		if ((n & 7) == 7 && mc_now_ns() - start >= spin_ns)
 			break;
-		ck_pr_stall();
+		/*
+		 * Yield rather than spin: with more busy processes than cores (five
+		 * workers, clients, on two here) the producer we wait for may need
+		 * this core.  With nobody else to run, sched_yield returns at once
+		 * and this is a spin with a syscall in it.
+		 */
+		sched_yield();
 	}
 	/* Snapshot the doorbell, then re-check: a put after the snapshot
 	 * changes the value (or is seen by the predicate), so no wake-up is lost. */
