@@ -97,20 +97,6 @@ struct mc_bm_side {
 
 /* ---- processes and ports -------------------------------------------------- */
 
-static int mc_bm_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static int mc_bm_connect(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -628,11 +614,11 @@ int mc_bench_mcp(const struct mc_bench_opts *o)
 		fprintf(stderr, "mcpcore-bench mcp: wrk is needed (apt-get install wrk)\n");
 		goto out;
 	}
-	m.port = mc_bm_free_port();
-	rt = mc_bm_runtime(dir, m.port, mc_bm_free_port());
+	m.port = mc_bench_free_port();
+	rt = mc_bm_runtime(dir, m.port, mc_bench_free_port());
 	if (rt < 0 || mc_bm_session(m.port, sid, resp, MC_BM_RESP_MAX) != 0)
 		goto out;
-	n.port = mc_bm_free_port();
+	n.port = mc_bench_free_port();
 	ngx = mc_bm_nginx(dir, n.port, resp);
 	have_nginx = ngx > 0;
 	if (have_nginx) {

@@ -165,20 +165,6 @@ static double mc_sb_writes(struct mc_seg *seg, uint64_t n, unsigned batch, unsig
 
 /* --- Redis baseline ---------------------------------------------------- */
 
-static int mc_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* requests/s of `test` (get|set) with -P 16; 0 if redis is not available. */
 static double mc_redis(int port, const char *test, uint64_t n)
 {
@@ -242,7 +228,7 @@ int mc_bench_state(const struct mc_bench_opts *o)
 	uint64_t p50r = 0, p99r = 0, p50w = 0, p99w = 0, p50wp = 0, p99wp = 0;
 	uint64_t wlat[1024], nwlat = 0;
 	pid_t worker, redis;
-	int port = mc_free_port(), rc = 1;
+	int port = mc_bench_free_port(), rc = 1;
 
 	/* the default config's table (2 GiB: 4 Mi entries), so load is realistic */
 	if (sh == NULL || mc_bench_segment_sized(&seg, &cfg, "state", 2ULL << 30))

@@ -50,6 +50,9 @@ uint64_t mc_bench_percentile(uint64_t *v, size_t n, double p);
 /* Anonymous shared memory for baselines and results. */
 void *mc_bench_shared(size_t size);
 
+/* A loopback TCP port free right now (0 if none could be found). */
+int mc_bench_free_port(void);
+
 int mc_bench_ring(const struct mc_bench_opts *o);
 int mc_bench_persist(const struct mc_bench_opts *o);
 int mc_bench_state(const struct mc_bench_opts *o);

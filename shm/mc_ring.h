@@ -181,7 +181,8 @@ void mc_ring_attach_inbox(struct mc_seg *seg);
 bool mc_ring_pending(const struct mc_seg *seg);
 
 /*
- * Consumer.  Spin for up to spin_ns, then sleep on the slot's doorbell
+ * Consumer.  Poll for up to spin_ns (sched_yield() between looks, so a
+ * producer needing this core gets it), then sleep on the slot's doorbell
  * until something arrives or timeout_ns passes.  Returns true when work
  * is pending.  Interrupted by signals (returns, caller re-checks).
  */

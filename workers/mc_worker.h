@@ -9,7 +9,8 @@
  *
  * The loop: take up to a batch of frames from the inbound rings; control
  * frames (ping) are answered here, every other frame goes to the worker's
- * on_frame hook; idle, it spins ~50 us then sleeps on its doorbell for up
+ * on_frame hook; idle, it polls ~50 us (yielding the core between looks),
+ * then sleeps on its doorbell for up
  * to 100 ms (heartbeat and on_tick run at least that often).  SIGTERM or
  * SIGINT ends the loop after the current batch.  Frames a previous
  * incarnation took but did not finish are handed out again first

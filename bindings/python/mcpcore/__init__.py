@@ -384,26 +384,34 @@ class Segment:
             return self._ping(worker, timeout)
 
     def _ping(self, worker, timeout):
-        out = self.open_ring(worker, "producer")
-        back = self.open_ring(worker, "consumer")
         nonce = int.from_bytes(os.urandom(8), "little")
+        out, back = self.open_ring(worker, "producer"), self.open_ring(worker, "consumer")
         out.send(Control(op=Control.PING, nonce=nonce, sent_ns=time.monotonic_ns()))
+        msg = self._await_control(back, Control.PONG, nonce, timeout)
+        if msg is None:
+            state = self._seg.slots()[out.dst]["state"]
+            raise TimeoutError("no PONG from %s within %g s (worker state: %s)"
+                               % (worker, timeout, state))
+        return msg
+
+    def _await_control(self, back, op, nonce, timeout):
+        """The Control `op` answering `nonce` on ring back, or None after
+        timeout s.  Other frames are kept for Ring.recv; answers to earlier
+        requests that timed out are dropped."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            # straight from the ring: the backlog holds no PONGs
+            # straight from the ring: the backlog holds no answers
             got = self._seg.recv(back.index, left) if left > 0 else None
-            frame = None if got is None else Frame(*got)
-            if frame is None:
-                state = self._seg.slots()[out.dst]["state"]
-                raise TimeoutError("no PONG from %s within %g s (worker state: %s)"
-                                   % (worker, timeout, state))
+            if got is None:
+                return None
+            frame = Frame(*got)
             if frame.kind == KIND_CONTROL:
                 msg = _decode(frame, back.name)
-                if msg.op == Control.PONG:
+                if msg.op == op:
                     if msg.nonce == nonce:
                         return msg
-                    continue        # the answer to an earlier ping that timed out
+                    continue        # the answer to an earlier request that timed out
             # anything else is the caller's: keep it for Ring.recv
             self._backlog.setdefault(back.index, collections.deque()).append(frame)
 
@@ -428,27 +436,16 @@ class Segment:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError("timeout must be a number of seconds > 0, not %r" % (timeout,))
         with self._ping_lock:
-            out = self.open_ring("router", "producer")
-            back = self.open_ring("router", "consumer")
             nonce = int.from_bytes(os.urandom(8), "little")
+            out, back = self.open_ring("router", "producer"), self.open_ring("router", "consumer")
             out.send(Control(op=op, nonce=nonce, sent_ns=time.monotonic_ns()))
-            deadline = time.monotonic() + timeout
-            while True:
-                left = deadline - time.monotonic()
-                got = self._seg.recv(back.index, left) if left > 0 else None
-                if got is None:
-                    raise TimeoutError("the router did not confirm the subscription within %g s"
-                                       % timeout)
-                frame = Frame(*got)
-                if frame.kind == KIND_CONTROL:
-                    msg = _decode(frame, back.name)
-                    if msg.op == Control.SUBSCRIBED and msg.nonce == nonce:
-                        if op == Control.SUBSCRIBE and msg.generation != 1:
-                            raise Error("the router refused the subscription of slot %d"
-                                        % self.slot)
-                        return back
-                    continue
-                self._backlog.setdefault(back.index, collections.deque()).append(frame)
+            msg = self._await_control(back, Control.SUBSCRIBED, nonce, timeout)
+            if msg is None:
+                raise TimeoutError("the router did not confirm the subscription within %g s"
+                                   % timeout)
+            if op == Control.SUBSCRIBE and msg.generation != 1:
+                raise Error("the router refused the subscription of slot %d" % self.slot)
+            return back
 
     # -- lifetime -------------------------------------------------------------
 
