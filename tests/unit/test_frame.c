@@ -144,15 +144,7 @@ static struct mc_seg sup;
 
 static void up(void)
 {
-	pid_t swept;
-	int rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err));
-
-	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
-	ut_instance(cfg.instance, sizeof(cfg.instance));
-	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
-	rc = mc_seg_create(&sup, &cfg, &lay, &swept, err, sizeof(err));
-	cr_assert_eq(rc, 0, "create: %d %s", rc, err);
-	ck_pr_store_32(&sup.hdr->sh_state, MC_SEG_READY);
+	ut_seg_create(&sup, &cfg, &lay);
 }
 
 static void down(void)

@@ -27,12 +27,12 @@
 #include "mc_metrics.h"
 #include "mc_monitor.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
 #endif
 
-static char err[512];
 static struct mc_config cfg;
 static struct mc_layout lay;
 static struct mc_seg sup;
@@ -87,12 +87,7 @@ static void wait_up(void)
 
 static void up(void)
 {
-	pid_t swept;
-
-	cr_assert_eq(mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err)), 0);
-	snprintf(cfg.instance, sizeof(cfg.instance), "uthttpd-%d", (int)getpid());
-	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mc_seg_create(&sup, &cfg, &lay, &swept, err, sizeof(err)), 0, "%s", err);
+	ut_seg_create(&sup, &cfg, &lay);
 	cr_assert_eq(mc_metrics_open(&sup, MC_SLOT_SUPERVISOR, MC_METRICS_RESET), 0);
 	memset(&hm, 0, sizeof(hm));
 	hm.codes[0] = 200;
@@ -218,7 +213,12 @@ Test(httpd, get_head_404_405)
 	r = request("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", false);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(strstr(r.headers, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
-	cr_assert_not_null(strstr(r.body, "mcpcore_instance_info{name=\"uthttpd-"));
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "mcpcore_instance_info{name=\"%s\"", cfg.instance);
+		cr_assert_not_null(strstr(r.body, want), "no %s in the exposition", want);
+	}
 	cr_assert_not_null(strstr(r.body, "mcpcore_test_connections{worker=\"supervisor\"} 1\n"),
 	    "the connection gauge counts this one");
 	free(r.body);

@@ -9,7 +9,7 @@
  *
  * The test process creates a segment (it is the supervisor); worker slots
  * are taken by extra handles in this process or by forked children.
- * Instances are "utmetrics-<pid>-<n>", unlinked by the fixture.
+ * Instances come from ut_seg_create (ut.h), unlinked by the fixture.
  */
 #define _GNU_SOURCE
 
@@ -31,6 +31,7 @@
 #include "mc_proto.h"
 #include "mc_ring.h"
 #include "mc_seg.h"
+#include "ut.h"
 #include "mc_util.h"
 
 #ifndef MC_SOURCE_DIR
@@ -41,19 +42,10 @@ static char err[512];
 static struct mc_config cfg;
 static struct mc_layout lay;
 static struct mc_seg sup;
-static unsigned seq;
 
 static void up(void)
 {
-	pid_t swept;
-	int rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err));
-
-	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
-	snprintf(cfg.instance, sizeof(cfg.instance), "utmetrics-%d-%u", (int)getpid(), seq++);
-	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
-	rc = mc_seg_create(&sup, &cfg, &lay, &swept, err, sizeof(err));
-	cr_assert_eq(rc, 0, "create: %d %s", rc, err);
-	ck_pr_store_32(&sup.hdr->sh_state, MC_SEG_READY);
+	ut_seg_create(&sup, &cfg, &lay);
 }
 
 static void down(void)

@@ -21,6 +21,7 @@
 #include "mc_monitor.h"
 #include "mc_proto.h"
 #include "mc_seg.h"
+#include "ut.h"
 
 #ifndef MC_SOURCE_DIR
 #error "MC_SOURCE_DIR must be defined to the repository root"
@@ -33,12 +34,7 @@ static struct mc_seg sup, mon, per, st;
 
 static void up(void)
 {
-	pid_t swept;
-
-	cr_assert_eq(mc_config_load(MC_SOURCE_DIR "/config/test.toml", &cfg, err, sizeof(err)), 0);
-	snprintf(cfg.instance, sizeof(cfg.instance), "utsnap-%d", (int)getpid());
-	cr_assert_eq(mc_layout_compute(&cfg, &lay, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mc_seg_create(&sup, &cfg, &lay, &swept, err, sizeof(err)), 0, "%s", err);
+	ut_seg_create(&sup, &cfg, &lay);
 	ck_pr_store_32(&sup.hdr->sh_state, MC_SEG_READY);
 	cr_assert_eq(mc_seg_attach(&mon, cfg.instance, false, err, sizeof(err)), 0);
 	cr_assert_eq(mc_seg_claim_worker(&mon, MC_WORKER_MONITOR), 0);

@@ -16,6 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ck_pr.h>
+
+#include "mc_config.h"
+#include "mc_layout.h"
+#include "mc_seg.h"
+
 static char ut_tag[16] = "x";
 static pid_t ut_pid;
 static unsigned ut_seq;
@@ -151,4 +157,18 @@ void ut_wait_group(pid_t *pids, int n, const char *what)
 			    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 		}
 	}
+}
+
+void ut_seg_create(struct mc_seg *sup, struct mc_config *cfg, struct mc_layout *lay)
+{
+	char err[512];
+	pid_t swept;
+	int rc = mc_config_load(MC_SOURCE_DIR "/config/test.toml", cfg, err, sizeof(err));
+
+	cr_assert_eq(rc, 0, "config/test.toml: %s", err);
+	ut_instance(cfg->instance, sizeof(cfg->instance));
+	cr_assert_eq(mc_layout_compute(cfg, lay, err, sizeof(err)), 0, "%s", err);
+	rc = mc_seg_create(sup, cfg, lay, &swept, err, sizeof(err));
+	cr_assert_eq(rc, 0, "create %s: %d %s", cfg->instance, rc, err);
+	ck_pr_store_32(&sup->hdr->sh_state, MC_SEG_READY);
 }

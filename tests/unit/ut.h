@@ -27,6 +27,18 @@ void ut_fini(void);
 /* A fresh instance name for this test process. */
 void ut_instance(char *buf, size_t len);
 
+struct mc_config;
+struct mc_layout;
+struct mc_seg;
+
+/*
+ * What most suites start from: config/test.toml under a fresh instance
+ * name (ut_instance), its layout, and the segment created by this process
+ * as the supervisor would (marked READY, so clients may claim slots).
+ * Destroy it with mc_seg_destroy().  Asserts on failure.
+ */
+void ut_seg_create(struct mc_seg *sup, struct mc_config *cfg, struct mc_layout *lay);
+
 /* fork() for a child that dies with its parent (PR_SET_PDEATHSIG). */
 pid_t ut_fork(void);
 
