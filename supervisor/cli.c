@@ -25,6 +25,7 @@
 #include "mc_ring.h"
 #include "mc_seg.h"
 #include "mc_state.h"
+#include "mc_status.h"
 #include "mc_util.h"
 
 static void mc_cli_print_json(json_t *doc)
@@ -99,7 +100,7 @@ static json_t *mc_cli_status_doc(const struct mc_seg *seg)
 {
 	const struct mc_seg_hdr *h = seg->hdr;
 	uint64_t now = mc_now_ns();
-	json_t *workers = json_array(), *clients = json_array(), *rings = json_array();
+	json_t *workers = json_array(), *clients = json_array(), *rings = mc_status_rings(seg);
 	json_t *pools = json_array();
 	static const char *const seg_states[] = { "init", "ready", "stopping" };
 
@@ -122,16 +123,6 @@ static json_t *mc_cli_status_doc(const struct mc_seg *seg)
 		json_array_append_new(pools, json_pack("{s:s, s:i, s:I, s:I, s:I}", "name",
 		    sl->sl_name, "slot", (int)s, "used", (json_int_t)(sl->sl_pool_head - sl->sl_pool_tail),
 		    "size", (json_int_t)sl->sl_pool_size, "frames_sent", (json_int_t)sl->sl_seq));
-	}
-	for (uint32_t i = 0; i < h->sh_nrings; i++) {
-		const struct mc_ring *r = &seg->rings[i];
-		char name[48];
-
-		snprintf(name, sizeof(name), "%s->%s", seg->slots[r->r_src].sl_name,
-		    seg->slots[r->r_dst].sl_name);
-		json_array_append_new(rings, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I}", "name", name,
-		    "src", (int)r->r_src, "dst", (int)r->r_dst, "depth", (int)mc_ring_depth(seg, i),
-		    "capacity", (int)mc_ring_capacity(seg, i), "full_events", (json_int_t)r->r_full));
 	}
 	return json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:b, s:o}, s:o, s:o, s:o, s:o, s:o}",
 	    "instance", h->sh_instance, "segment", seg->name, "size", (json_int_t)h->sh_size,

@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mc_ring.h"
 #include "mc_state.h"
+#include "mc_status.h"
 #include "mc_util.h"
 
 #define MC_SCAN_LIMIT_MAX 1000
@@ -344,7 +344,7 @@ json_t *mc_tools_status_doc(const struct mc_seg *seg)
 {
 	const struct mc_seg_hdr *h = seg->hdr;
 	uint64_t now = mc_now_ns();
-	json_t *workers = json_array(), *rings = json_array();
+	json_t *workers = json_array(), *rings = mc_status_rings(seg);
 	struct mc_state_stats st;
 	json_t *table = json_null();
 
@@ -360,16 +360,6 @@ json_t *mc_tools_status_doc(const struct mc_seg *seg)
 		    "generation", (int)sl->sl_generation, "heartbeat_age_ms",
 		    (json_int_t)(hb && now > hb ? (now - hb) / 1000000 : 0),
 		    "last_exit_status", (int)sl->sl_last_status));
-	}
-	for (uint32_t i = 0; i < h->sh_nrings; i++) {
-		const struct mc_ring *r = &seg->rings[i];
-		char name[48];
-
-		snprintf(name, sizeof(name), "%s->%s", seg->slots[r->r_src].sl_name,
-		    seg->slots[r->r_dst].sl_name);
-		json_array_append_new(rings, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I}", "name", name,
-		    "src", (int)r->r_src, "dst", (int)r->r_dst, "depth", (int)mc_ring_depth(seg, i),
-		    "capacity", (int)mc_ring_capacity(seg, i), "full_events", (json_int_t)r->r_full));
 	}
 	if (mc_state_stats(seg, &st) == 0)
 		table = json_pack("{s:I, s:I, s:I, s:I}", "capacity", (json_int_t)st.capacity,
