@@ -4,6 +4,7 @@
 #include "mc_proto.h"
 
 #include <errno.h>
+#include <string.h>
 
 static const ProtobufCMessageDescriptor *const mc_proto_kinds[MC_FK_COUNT] = {
 	[MC_FK_RAW] = NULL,
@@ -68,4 +69,12 @@ ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f)
 	if (d == NULL)
 		return NULL;
 	return protobuf_c_message_unpack(d, NULL, f->f_len, f->f_data);
+}
+
+const char *mc_proto_meta(const Mcpcore__MCPMessage *m, const char *key)
+{
+	for (size_t i = 0; i < m->n_metadata; i++)
+		if (strcmp(m->metadata[i]->key, key) == 0)
+			return m->metadata[i]->value;
+	return NULL;
 }

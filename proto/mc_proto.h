@@ -79,4 +79,7 @@ int mc_proto_send_lane(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t
  */
 ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f);
 
+/* The value of metadata key `key` of an MCPMessage, or NULL (borrowed). */
+const char *mc_proto_meta(const Mcpcore__MCPMessage *m, const char *key);
+
 #endif /* MC_PROTO_H */

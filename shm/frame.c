@@ -208,7 +208,6 @@ void mc_frame_abort(struct mc_seg *seg, struct mc_frame *f)
 	seg->alloc_frame = NULL;
 }
 
-static int mc_frame_peer_ok(const struct mc_seg *seg, unsigned dst);
 
 /* May a frame be handed to slot dst now?  Ring, peer, then room. */
 static int mc_frame_route(const struct mc_seg *seg, unsigned dst, int *ring)
@@ -249,8 +248,7 @@ static void mc_frame_put_all(struct mc_seg *seg, const struct mc_desc *d,
 		mc_ring_notify(seg, (unsigned)__builtin_ctzll(m));
 }
 
-/* Is slot dst someone who will read what we send?  (peer state only) */
-static int mc_frame_peer_ok(const struct mc_seg *seg, unsigned dst)
+int mc_frame_peer_ok(const struct mc_seg *seg, unsigned dst)
 {
 	const struct mc_slot *peer = &seg->slots[dst];
 	uint32_t state = ck_pr_load_32(&peer->sl_state);

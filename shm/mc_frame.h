@@ -111,6 +111,14 @@ int mc_recv_from(struct mc_seg *seg, uint32_t ring, struct mc_msg *out);
  */
 int mc_frame_forward(struct mc_seg *seg, const struct mc_msg *m, uint64_t dst_mask);
 
+/*
+ * Is slot dst someone who will read what we send?  0, or -EPIPE: a client
+ * slot that is not attached, a worker that has failed or stopped (what
+ * makes a send or forward to it fail with -EPIPE).  Peer state only: says
+ * nothing about room in its ring.
+ */
+int mc_frame_peer_ok(const struct mc_seg *seg, unsigned dst);
+
 /* Holder.  Let go of a received frame; do not touch it afterwards. */
 void mc_frame_release(struct mc_seg *seg, struct mc_msg *m);
 

@@ -151,11 +151,25 @@ static bool mc_expo_present(const struct mc_seg *seg, unsigned s)
  * (received) rings, and its pool cursor.  Each ring is read once, so the
  * per-slot sums agree with the ring series of the same scrape.
  */
+/* One counter family with a series per slot 1..n-1 (slot 0, the supervisor,
+ * has no rings and no pool), for slots with a value or a live process. */
+static void mc_expo_per_slot(const struct mc_seg *seg, struct mc_buf *b, unsigned n,
+    const char *family, const char *help, const uint64_t *v)
+{
+	char name[24];
+
+	mc_expo_family(b, family, "counter", help);
+	for (unsigned s = 1; s < n; s++)
+		if (v[s] != 0 || mc_expo_present(seg, s))
+			mc_buf_printf(b, "mcpcore_%s{worker=\"%s\"} %llu\n", family,
+			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)v[s]);
+}
+
 static void mc_expo_channels(const struct mc_seg *seg, struct mc_buf *b)
 {
 	const struct mc_seg_hdr *h = seg->hdr;
 	uint64_t *put = calloc(h->sh_nrings ? h->sh_nrings : 1, sizeof(*put));
-	uint64_t sent[MC_MAX_SLOTS] = { 0 }, received[MC_MAX_SLOTS] = { 0 };
+	uint64_t sent[MC_MAX_SLOTS] = { 0 }, received[MC_MAX_SLOTS] = { 0 }, bytes[MC_MAX_SLOTS];
 	unsigned n = h->sh_nslots < MC_MAX_SLOTS ? h->sh_nslots : MC_MAX_SLOTS;
 	char name[24], dst[24];
 
@@ -172,29 +186,16 @@ static void mc_expo_channels(const struct mc_seg *seg, struct mc_buf *b)
 		if (r->r_dst < n)
 			received[r->r_dst] += mc_ring_frames_taken(seg, i);
 	}
-	/* slot 0 (the supervisor) has no rings and no pool: left out */
-	mc_expo_family(b, "frames_sent_total", "counter",
+	for (unsigned s = 1; s < n; s++)
+		bytes[s] = ck_pr_load_64(&seg->slots[s].sl_pool_published);
+	mc_expo_per_slot(seg, b, n, "frames_sent_total",
 	    "Frames the process put into its rings since the instance started "
-	    "(a frame sent to n destinations counts n times)");
-	for (unsigned s = 1; s < n; s++)
-		if (sent[s] != 0 || mc_expo_present(seg, s))
-			mc_buf_printf(b, "mcpcore_frames_sent_total{worker=\"%s\"} %llu\n",
-			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)sent[s]);
-	mc_expo_family(b, "frames_received_total", "counter",
-	    "Frames the process took from its inbound rings since the instance started");
-	for (unsigned s = 1; s < n; s++)
-		if (received[s] != 0 || mc_expo_present(seg, s))
-			mc_buf_printf(b, "mcpcore_frames_received_total{worker=\"%s\"} %llu\n",
-			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)received[s]);
-	mc_expo_family(b, "pool_bytes_written_total", "counter",
-	    "Bytes of frames the process published in its frame pool, headers and padding included");
-	for (unsigned s = 1; s < n; s++) {
-		uint64_t bytes = ck_pr_load_64(&seg->slots[s].sl_pool_published);
-
-		if (bytes != 0 || mc_expo_present(seg, s))
-			mc_buf_printf(b, "mcpcore_pool_bytes_written_total{worker=\"%s\"} %llu\n",
-			    mc_expo_slot(seg, s, name, sizeof(name)), (unsigned long long)bytes);
-	}
+	    "(a frame sent to n destinations counts n times)", sent);
+	mc_expo_per_slot(seg, b, n, "frames_received_total",
+	    "Frames the process took from its inbound rings since the instance started", received);
+	mc_expo_per_slot(seg, b, n, "pool_bytes_written_total",
+	    "Bytes of frames the process published in its frame pool, headers and padding included",
+	    bytes);
 	mc_expo_family(b, "ring_frames_total", "counter",
 	    "Frames put into the ring from src to dst since the instance started "
 	    "(ring_depth of them not taken yet)");

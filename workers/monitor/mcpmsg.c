@@ -105,7 +105,7 @@ static void mc_mon_count_error(struct mc_mon_mcp *mm, const char *outcome)
 int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f)
 {
 	Mcpcore__MCPMessage *msg = (Mcpcore__MCPMessage *)mc_proto_unpack(f);
-	const char *dir = NULL, *outcome = NULL, *latency = NULL;
+	const char *dir, *outcome, *latency;
 	bool in;
 
 	if (msg == NULL) {
@@ -113,16 +113,9 @@ int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f)
 		    (json_int_t)f->f_seq, "message", "MCPMessage frame does not parse");
 		return -EBADMSG;
 	}
-	for (size_t i = 0; i < msg->n_metadata; i++) {
-		const char *k = msg->metadata[i]->key;
-
-		if (strcmp(k, "direction") == 0)
-			dir = msg->metadata[i]->value;
-		else if (strcmp(k, "outcome") == 0)
-			outcome = msg->metadata[i]->value;
-		else if (strcmp(k, "latency_ns") == 0)
-			latency = msg->metadata[i]->value;
-	}
+	dir = mc_proto_meta(msg, "direction");
+	outcome = mc_proto_meta(msg, "outcome");
+	latency = mc_proto_meta(msg, "latency_ns");
 	in = dir == NULL || strcmp(dir, "out") != 0;
 	mc_counter_add(mc_mon_type_counter(mm, in, mc_mon_method(msg->message_type)), 1);
 	if (!in && outcome != NULL && strcmp(outcome, "ok") != 0)

@@ -85,22 +85,18 @@ void mc_outbox_correlation(struct mc_outbox *ob, char out[MC_CORR_LEN + 1])
 	snprintf(out, MC_CORR_LEN + 1, "%016llx", (unsigned long long)ob->next_corr++);
 }
 
-/* Into a frame now, packing msg (or copying a queued message q): 0, or
- * -EAGAIN (no room) / another error of the send. */
-static int mc_outbox_put(struct mc_outbox *ob, const ProtobufCMessage *msg,
-    const struct mc_outmsg *q, uint16_t kind, uint32_t lane, uint32_t len)
+/* A queued message into a frame now: 0, or -EAGAIN (no room) / another
+ * error of the send. */
+static int mc_outbox_put(struct mc_outbox *ob, const struct mc_outmsg *q)
 {
 	struct mc_frame *f;
 	int rc;
 
-	f = mc_frame_alloc(ob->seg, len, kind, &rc);
+	f = mc_frame_alloc(ob->seg, q->len, q->kind, &rc);
 	if (f == NULL)
 		return rc;
-	if (q != NULL)
-		memcpy(f->f_data, q->data, len);
-	else
-		protobuf_c_message_pack(msg, f->f_data);
-	f->f_user = lane;
+	memcpy(f->f_data, q->data, q->len);
+	f->f_user = q->lane;
 	rc = mc_frame_send(ob->seg, f, 1ULL << ob->dst);
 	if (rc)
 		mc_frame_abort(ob->seg, f);
@@ -117,7 +113,7 @@ int mc_outbox_send(struct mc_outbox *ob, const ProtobufCMessage *msg, uint32_t l
 	if (kind < 0 || len > ob->seg->hdr->sh_max_frame)
 		return -EMSGSIZE;
 	if (ob->head == NULL) {
-		rc = mc_outbox_put(ob, msg, NULL, (uint16_t)kind, lane, (uint32_t)len);
+		rc = mc_proto_send_lane(ob->seg, msg, 1ULL << ob->dst, lane);
 		if (rc != -EAGAIN)
 			return rc;
 	}
@@ -151,7 +147,7 @@ size_t mc_outbox_flush(struct mc_outbox *ob)
 {
 	while (ob->head != NULL) {
 		struct mc_outmsg *m = ob->head;
-		int rc = mc_outbox_put(ob, NULL, m, m->kind, m->lane, m->len);
+		int rc = mc_outbox_put(ob, m);
 
 		if (rc == -EAGAIN)
 			break;

@@ -55,6 +55,7 @@ static const char *const mc_lane_names[MC_LANES] = { "control", "tool", "bulk" }
 static void mc_router_corr(const struct mc_frame *f, char *buf, size_t len)
 {
 	Mcpcore__MCPMessage *msg;
+	const char *id;
 
 	buf[0] = '\0';
 	if (f->f_kind != MC_FK_MCP)
@@ -62,9 +63,8 @@ static void mc_router_corr(const struct mc_frame *f, char *buf, size_t len)
 	msg = (Mcpcore__MCPMessage *)mc_proto_unpack(f);
 	if (msg == NULL)
 		return;
-	for (size_t i = 0; i < msg->n_metadata; i++)
-		if (strcmp(msg->metadata[i]->key, "correlation_id") == 0)
-			snprintf(buf, len, "%s", msg->metadata[i]->value);
+	id = mc_proto_meta(msg, "correlation_id");
+	snprintf(buf, len, "%s", id != NULL ? id : "");
 	protobuf_c_message_free_unpacked(&msg->base, NULL);
 }
 
@@ -132,16 +132,6 @@ static unsigned mc_router_take(struct mc_router *r)
 }
 
 /* ---- forwarding ----------------------------------------------------------- */
-
-/* Is slot s someone who will read what we send? */
-static bool mc_router_peer_live(const struct mc_seg *seg, unsigned s)
-{
-	const struct mc_slot *sl = &seg->slots[s];
-	uint32_t st = ck_pr_load_32(&sl->sl_state);
-
-	return sl->sl_kind == MC_KIND_CLIENT ? st == MC_SLOT_ATTACHED :
-	    st != MC_SLOT_FAILED && st != MC_SLOT_STOPPED;
-}
 
 static void mc_router_pop(struct mc_router *r, struct mc_lane_q *q, uint64_t now)
 {
@@ -216,7 +206,7 @@ static int mc_router_forward(struct mc_router *r, struct mc_lane_q *q, unsigned 
 		uint64_t live = 0;
 
 		for (uint64_t d = dests; d; d &= d - 1)
-			if (mc_router_peer_live(seg, (unsigned)__builtin_ctzll(d)))
+			if (mc_frame_peer_ok(seg, (unsigned)__builtin_ctzll(d)) == 0)
 				live |= d & -d;
 		mc_router_corr(f, corr, sizeof(corr));
 		mc_counter_add(r->dest_gone, 1);
