@@ -78,3 +78,88 @@ const char *mc_proto_meta(const Mcpcore__MCPMessage *m, const char *key)
 			return m->metadata[i]->value;
 	return NULL;
 }
+
+/* ---- wire scanner -------------------------------------------------------- */
+
+/* One varint at *pos: 0 and *pos moved, or -EBADMSG (truncated, > 10 bytes). */
+static int mc_pb_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *v)
+{
+	uint64_t r = 0;
+
+	for (unsigned shift = 0; shift < 70; shift += 7) {
+		uint8_t b;
+
+		if (*pos >= len)
+			return -EBADMSG;
+		b = buf[(*pos)++];
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+int mc_pb_next(const uint8_t *buf, size_t len, size_t *pos, struct mc_pb_field *out)
+{
+	uint64_t tag, v = 0;
+
+	if (*pos >= len)
+		return 0;
+	if (mc_pb_varint(buf, len, pos, &tag))
+		return -EBADMSG;
+	out->wire = (uint32_t)(tag & 7);
+	out->num = (uint32_t)(tag >> 3);
+	out->ptr = NULL;
+	out->len = 0;
+	if (out->num == 0 || tag >> 3 > 0x1fffffff)
+		return -EBADMSG;
+	switch (out->wire) {
+	case 0:
+		if (mc_pb_varint(buf, len, pos, &v))
+			return -EBADMSG;
+		break;
+	case 1:
+		if (len - *pos < 8)
+			return -EBADMSG;
+		for (int i = 7; i >= 0; i--)
+			v = (v << 8) | buf[*pos + (size_t)i];
+		*pos += 8;
+		break;
+	case 5:
+		if (len - *pos < 4)
+			return -EBADMSG;
+		for (int i = 3; i >= 0; i--)
+			v = (v << 8) | buf[*pos + (size_t)i];
+		*pos += 4;
+		break;
+	case 2:
+		if (mc_pb_varint(buf, len, pos, &v) || v > len - *pos)
+			return -EBADMSG;
+		out->ptr = buf + *pos;
+		out->len = (size_t)v;
+		*pos += out->len;
+		break;
+	default:
+		return -EBADMSG;   /* groups (3, 4) are not proto3; 6, 7 do not exist */
+	}
+	out->u64 = v;
+	return 1;
+}
+
+int mc_pb_scan(const uint8_t *buf, size_t len, uint32_t field, struct mc_pb_field *out)
+{
+	struct mc_pb_field f;
+	size_t pos = 0;
+	int found = 0, rc;
+
+	while ((rc = mc_pb_next(buf, len, &pos, &f)) == 1) {
+		if (field == 0 || f.num != field)
+			continue;
+		if (out != NULL)
+			*out = f;
+		found = 1;
+	}
+	return rc < 0 ? rc : found;
+}

@@ -40,6 +40,54 @@ enum mc_frame_kind {
 	MC_FK_COUNT = 64
 };
 
+/*
+ * Kinds nobody waits for (a bit per kind): copies of MCP messages, learning
+ * and training data, metrics snapshots.  Their consumers may take them up
+ * to one nap later, in batches (LAZY FRAMES in shm/mc_ring.h); every other
+ * kind wakes its consumer at once.
+ */
+#define MC_FK_LAZY_MASK ((1ull << MC_FK_MCP) | (1ull << MC_FK_LEARNING_DATA) | \
+	(1ull << MC_FK_TRAINING_DATA) | (1ull << MC_FK_METRICS_SNAPSHOT))
+
+static inline bool mc_proto_kind_lazy(uint16_t kind)
+{
+	return kind < MC_FK_COUNT && ((MC_FK_LAZY_MASK >> kind) & 1);
+}
+
+/*
+ * The protobuf wire scanner: fields of a serialised message read where
+ * they lie, without decoding it (no allocation, no copy).  For hot paths
+ * that need a field or two of every frame (the store's keys, the
+ * monitor's counts).  Any thread.
+ *
+ * A field: its number, its wire type, and its value: wire 0 (varint) and
+ * 1/5 (fixed) in u64; wire 2 (length-delimited) as ptr/len into the
+ * message (an embedded message can be scanned in turn).
+ */
+struct mc_pb_field {
+	uint32_t num;
+	uint32_t wire;
+	uint64_t u64;
+	const uint8_t *ptr;
+	size_t len;
+};
+
+/*
+ * The top-level field of buf[len] that starts at *pos, which then moves
+ * past it.  Returns 1 (*out filled), 0 at the end, or -EBADMSG when the
+ * bytes are not well formed there (truncated varint or length, field
+ * number 0, groups, unknown wire type).  Start with *pos = 0.
+ */
+int mc_pb_next(const uint8_t *buf, size_t len, size_t *pos, struct mc_pb_field *out);
+
+/*
+ * Walk every top-level field of buf[len] and return the last occurrence
+ * of field number `field` (protobuf's rule for scalars) in *out (may be
+ * NULL).  Returns 1 found, 0 absent, -EBADMSG as mc_pb_next.  A field
+ * number of 0 just validates.
+ */
+int mc_pb_scan(const uint8_t *buf, size_t len, uint32_t field, struct mc_pb_field *out);
+
 /* Descriptor for a kind, or NULL for RAW / unknown kinds. */
 const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "mc_log.h"
+#include "mc_proto.h"
 #include "mc_util.h"
 
 _Static_assert(sizeof(struct mc_frame) == MC_FRAME_HDR_SIZE, "frame header must stay 32 bytes");
@@ -239,13 +240,15 @@ static int mc_frame_preflight(const struct mc_seg *seg, uint64_t dst_mask,
 	return 0;
 }
 
-static void mc_frame_put_all(struct mc_seg *seg, const struct mc_desc *d,
-    uint64_t dst_mask, const int rings[MC_MAX_SLOTS])
+static void mc_frame_put_all(struct mc_seg *seg, const struct mc_frame *f,
+    const struct mc_desc *d, uint64_t dst_mask, const int rings[MC_MAX_SLOTS])
 {
+	bool lazy = mc_proto_kind_lazy(f->f_kind);
+
 	for (uint64_t m = dst_mask; m; m &= m - 1)
 		(void)mc_ring_put(seg, (uint32_t)rings[__builtin_ctzll(m)], d);
 	for (uint64_t m = dst_mask; m; m &= m - 1)
-		mc_ring_notify(seg, (unsigned)__builtin_ctzll(m));
+		mc_ring_notify_lazy(seg, (unsigned)__builtin_ctzll(m), lazy);
 }
 
 int mc_frame_peer_ok(const struct mc_seg *seg, unsigned dst)
@@ -295,7 +298,7 @@ int mc_frame_send(struct mc_seg *seg, struct mc_frame *f, uint64_t dst_mask)
 			return -EAGAIN;
 		}
 		mc_frame_sent(seg);
-		mc_ring_notify(seg, dst);
+		mc_ring_notify_lazy(seg, dst, mc_proto_kind_lazy(f->f_kind));
 		return 0;
 	}
 	rc = mc_frame_preflight(seg, dst_mask, rings);
@@ -303,7 +306,7 @@ int mc_frame_send(struct mc_seg *seg, struct mc_frame *f, uint64_t dst_mask)
 		return rc;
 	/* rule 2: holders before the descriptor (ck_ring's put fences stores) */
 	ck_pr_store_64(&f->f_holders, dst_mask);
-	mc_frame_put_all(seg, &d, dst_mask, rings);
+	mc_frame_put_all(seg, f, &d, dst_mask, rings);
 	mc_frame_sent(seg);
 	return 0;
 }
@@ -323,7 +326,7 @@ int mc_frame_forward(struct mc_seg *seg, const struct mc_msg *m, uint64_t dst_ma
 	 * twice, so only the newly set bits get a descriptor.
 	 */
 	old = __atomic_fetch_or(&m->frame->f_holders, dst_mask, __ATOMIC_ACQ_REL);
-	mc_frame_put_all(seg, &m->desc, dst_mask & ~old, rings);
+	mc_frame_put_all(seg, m->frame, &m->desc, dst_mask & ~old, rings);
 	return 0;
 }
 

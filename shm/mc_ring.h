@@ -147,6 +147,35 @@ int mc_ring_put(struct mc_seg *seg, uint32_t idx, const struct mc_desc *d);
 void mc_ring_notify(struct mc_seg *seg, unsigned dst);
 void mc_ring_notify_sync(struct mc_seg *seg, unsigned dst);
 
+/*
+ * LAZY FRAMES AND NAPS.  Some frames nobody waits for: copies of MCP
+ * messages for the store and the monitor, learning data (the kinds of
+ * mc_proto_kind_lazy).  Waking a consumer for each of them costs two
+ * context switches a frame, which on a two-core box is the whole budget.
+ * So a consumer that has just worked through such frames may nap
+ * (mc_ring_nap): it flags sl_napping and sleeps on its doorbell for a
+ * while, MC_RING_NAP_NS unless it has a reason of its own (the store
+ * gathers a group commit).  While it naps, producers skip the wake-up for
+ * lazy frames (mc_ring_notify_lazy); any other frame wakes it as usual.
+ * So lazy frames wait at most one nap and are then taken as a batch; a
+ * consumer that is not napping (idle, or one that never naps, such as a
+ * Python client) is woken by every frame.  sl_napping is written only by
+ * the slot's own process.
+ */
+#define MC_RING_NAP_NS 1000000ull
+
+/* Producer.  mc_ring_notify, unless the frame is lazy and dst naps. */
+void mc_ring_notify_lazy(struct mc_seg *seg, unsigned dst, bool lazy);
+
+/*
+ * Consumer.  Sleep until ns passed, or a frame that is not lazy was sent
+ * to us, or a signal came: see LAZY FRAMES AND NAPS.
+ * Returns with sl_napping cleared and a full fence after it, so the
+ * caller's next look at its rings sees every frame whose producer saw
+ * the flag clear.
+ */
+void mc_ring_nap(struct mc_seg *seg, uint64_t ns);
+
 #define MC_BELL_RECHECK_NS 100000u
 
 /*

@@ -46,7 +46,8 @@
 #include "mc_layout.h"
 
 #define MC_SEG_MAGIC  0x3145524f4350434dULL   /* "MCPCORE1" little-endian */
-#define MC_SEG_ABI    2u      /* 2: struct mc_ring gained the monitor's totals line */
+#define MC_SEG_ABI    3u      /* 2: struct mc_ring gained the monitor's totals line;
+                                 3: the config gained group_commit_ms, slots sl_napping */
 #define MC_SEG_NAME_MAX 64
 
 /* Errors beyond negative errno values. */
@@ -105,6 +106,7 @@ struct mc_slot {
 	uint64_t sl_seq;                /* last frame sequence number used */
 	/* doorbell: producers increment, the slot's process sleeps on it */
 	struct ck_ec32 sl_bell __attribute__((aligned(64)));
+	uint32_t sl_napping;            /* slot's process: 1 while in mc_ring_nap */
 };
 
 struct mc_seg_hdr {

@@ -1,10 +1,11 @@
 /*
  * mc_util.h - tiny helpers every mcpcore file uses: clocks, alignment,
- * branch hints.  Header-only; no state.
+ * branch hints, decimal formatting.  Header-only; no state.
  */
 #ifndef MC_UTIL_H
 #define MC_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -45,6 +46,23 @@ static inline uint64_t mc_wall_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* v in decimal into out (NUL-terminated, at most 20 digits); returns the
+ * length.  For hot paths, where snprintf's format parsing shows. */
+static inline size_t mc_u64toa(uint64_t v, char out[21])
+{
+	char tmp[20];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	out[n] = '\0';
+	return n;
 }
 
 #endif /* MC_UTIL_H */

@@ -182,6 +182,14 @@ void mc_ring_notify(struct mc_seg *seg, unsigned dst)
 		ck_ec32_inc(bell, &mc_bell_mode);
 }
 
+void mc_ring_notify_lazy(struct mc_seg *seg, unsigned dst, bool lazy)
+{
+	/* a napper comes back by itself within MC_RING_NAP_NS */
+	if (lazy && ck_pr_load_32(&seg->slots[dst].sl_napping))
+		return;
+	mc_ring_notify(seg, dst);
+}
+
 void mc_ring_defer_bells(struct mc_seg *seg, bool on)
 {
 	if (!on)
@@ -301,6 +309,38 @@ static int mc_ring_pred(const struct ck_ec_wait_state *st, struct timespec *dead
 	if (mc_ts_before(&w->deadline, deadline))
 		*deadline = w->deadline;
 	return 0;
+}
+
+/* A nap ends at its deadline (or on a bell: ck returns when it changes). */
+static int mc_ring_nap_pred(const struct ck_ec_wait_state *st, struct timespec *deadline)
+{
+	const struct mc_ring_waiter *w = st->data;
+
+	if (!mc_ts_before(&st->now, &w->deadline))
+		return 2;
+	*deadline = w->deadline;        /* one futex sleep to the end, not ck's ladder */
+	return 0;
+}
+
+void mc_ring_nap(struct mc_seg *seg, uint64_t ns)
+{
+	struct mc_slot *self = &seg->slots[seg->slot];
+	uint64_t end = mc_now_ns() + ns;
+	struct mc_ring_waiter waiter = { .seg = seg };
+	uint32_t seen;
+
+	ck_pr_store_32(&self->sl_napping, 1);
+	seen = ck_ec32_value(&self->sl_bell);
+	waiter.deadline.tv_sec = (time_t)(end / 1000000000ULL);
+	waiter.deadline.tv_nsec = (long)(end % 1000000000ULL);
+	ck_ec32_wait_pred(&self->sl_bell, &mc_bell_mode, seen, mc_ring_nap_pred, &waiter,
+	    &waiter.deadline);
+	ck_pr_store_32(&self->sl_napping, 0);
+	/* store-load, our half of the handshake; the producer's notify has no
+	 * fence (mc_ring_notify), so a lazy frame whose producer still saw 1 is
+	 * found by our next look or, at worst, by the timed re-check of our
+	 * next wait (MC_BELL_RECHECK_NS) */
+	ck_pr_fence_memory();
 }
 
 bool mc_ring_wait(struct mc_seg *seg, uint64_t spin_ns, uint64_t timeout_ns)

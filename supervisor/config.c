@@ -190,6 +190,8 @@ static const struct field schema[] = {
 	    persistence_checkpoint_keep, 5, 1, 1000),
 	INT(MC_CFG_PERSISTENCE_BATCH_MAX, "persistence.batch_max",
 	    persistence_batch_max, 4096, 1, 1 << 20),
+	INT(MC_CFG_PERSISTENCE_GROUP_COMMIT_MS, "persistence.group_commit_ms",
+	    persistence_group_commit_ms, 10, 0, 1000),
 };
 
 _Static_assert(sizeof(schema) / sizeof(schema[0]) == MC_CFG_NKEYS,

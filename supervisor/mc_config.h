@@ -84,6 +84,7 @@ enum mc_config_key {
 	MC_CFG_PERSISTENCE_SYNC,
 	MC_CFG_PERSISTENCE_CHECKPOINT_KEEP,
 	MC_CFG_PERSISTENCE_BATCH_MAX,
+	MC_CFG_PERSISTENCE_GROUP_COMMIT_MS,
 	MC_CFG_NKEYS
 };
 
@@ -159,6 +160,7 @@ struct mc_config {
 	char     persistence_sync[8];             /* "batch" | "none" */
 	uint32_t persistence_checkpoint_keep;     /* 5 */
 	uint32_t persistence_batch_max;           /* frames per write batch, 4096 */
+	uint32_t persistence_group_commit_ms;     /* lazy frames wait this long for company, 10 */
 
 	/* Line each key was set on (0 = default used).  Indexed by
 	 * enum mc_config_key; lets later checks (layout) name file:line. */

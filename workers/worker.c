@@ -127,8 +127,10 @@ static int mc_worker_dispatch(struct mc_worker *w, struct mc_msg *m, int *kept)
 	return 0;
 }
 
-/* Handle up to a batch; returns how many frames were finished. */
-static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has_pending)
+/* Handle up to a batch; returns how many frames were finished.  *eager
+ * is set when one of them was of a kind somebody waits for. */
+static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has_pending,
+    bool *eager)
 {
 	int done = 0;
 
@@ -145,6 +147,7 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		}
 		/* read before the handler: one that keeps the frame may release it */
 		kind = m.frame->f_kind;
+		*eager |= !mc_proto_kind_lazy(kind);
 		t0 = mc_now_ns();
 		rc = mc_worker_dispatch(w, &m, &kept);
 		if (rc != -EAGAIN)
@@ -177,12 +180,14 @@ int mc_worker_run(struct mc_worker *w)
 	struct mc_msg pending;
 	int has_pending = 0;
 	uint64_t last_tick = 0;
+	bool nap = false;       /* the last batch was lazy frames only */
 
 	mc_seg_ready(&w->seg);
 	mc_log_info("worker_ready", "{s:s, s:i}", "worker", w->name,
 	    "generation", (int)w->seg.generation);
 	while (!mc_worker_stop) {
-		int n = mc_worker_drain(w, &pending, &has_pending);
+		bool eager = false;
+		int n = mc_worker_drain(w, &pending, &has_pending, &eager);
 		uint64_t now = mc_now_ns();
 
 		if (now - last_tick >= MC_WORKER_SLEEP_NS || n == 0) {
@@ -191,9 +196,17 @@ int mc_worker_run(struct mc_worker *w)
 				w->on_tick(w);
 			last_tick = now;
 		}
-		if (n == 0)
+		if (n > 0) {
+			nap = !eager;
+		} else if (nap && !has_pending) {
+			/* more lazy frames are likely on their way: take them as a
+			 * batch after a nap rather than one wake-up each */
+			nap = false;
+			mc_ring_nap(&w->seg, MC_RING_NAP_NS);
+		} else {
 			mc_ring_wait(&w->seg, MC_WORKER_SPIN_NS,
 			    has_pending ? 1000000ULL : MC_WORKER_SLEEP_NS);
+		}
 	}
 	mc_log_info("worker_stopping", "{s:s, s:I, s:I}", "worker", w->name,
 	    "handled", (json_int_t)w->handled, "failed", (json_int_t)w->failed);

@@ -53,40 +53,37 @@ def test_every_message_reaches_subscribers_and_store_with_its_correlation_id(rt)
         assert doc["result"]["isError"] is False, doc
         doc = c.call("state_get", {"namespace": "router", "key": "k1"})
         assert "v1" in json.dumps(doc), doc
-        # initialize, initialized, 2 tool calls in; each with its outcome
-        # out (a notification's is "accepted": HTTP 202, no body)
-        got = records(ring, lambda g: len(g) >= 8)
+        # initialize, initialized, 2 tool calls: one record each, sent
+        # with its answer (a notification's is "accepted": HTTP 202)
+        t_before = time.time_ns()
+        got = records(ring, lambda g: len(g) >= 4)
+        # nothing more comes: one record per message, not one per direction
+        got += records(ring, lambda g: False, timeout=0.5)
         c.close()
-    # lanes reorder records (lifecycle before responses), so compare as
-    # sets, and check each response came after its request
-    types = sorted((meta(m).get("direction"), m.message_type) for m in got)
-    assert types == sorted([("in", "initialize"), ("out", "response"),
-                            ("in", "notifications/initialized"), ("out", "accepted"),
-                            ("in", "tools/call"), ("out", "response"),
-                            ("in", "tools/call"), ("out", "response")]), types
-    by_corr = {}
-    for m in got:
-        by_corr.setdefault(meta(m)["correlation_id"], []).append(m)
+    # lanes reorder records (lifecycle before tool calls), so compare as sets
+    types = sorted((m.message_type, meta(m)["reply"]) for m in got)
+    assert types == sorted([("initialize", "response"),
+                            ("notifications/initialized", "accepted"),
+                            ("tools/call", "response"), ("tools/call", "response")]), types
+    by_corr = {meta(m)["correlation_id"]: m for m in got}
     assert len(by_corr) == 4     # initialize, initialized, set, get
-    for corr_id, pair in by_corr.items():
-        assert [meta(m)["direction"] for m in pair] == ["in", "out"], corr_id
-        assert pair[0].timestamp <= pair[1].timestamp
-    calls = [p for p in by_corr.values() if p[0].message_type == "tools/call"]
-    set_in, set_out = next(p for p in calls if b"state_set" in p[0].payload)
-    get_in, _ = next(p for p in calls if b"state_get" in p[0].payload)
-    init = next(p for p in by_corr.values() if p[0].message_type == "notifications/initialized")
-    assert meta(init[1])["outcome"] == "http 202"
+    calls = [m for m in got if m.message_type == "tools/call"]
+    set_rec = next(m for m in calls if b"state_set" in m.payload)
+    get_rec = next(m for m in calls if b"state_get" in m.payload)
+    init = next(m for m in got if m.message_type == "notifications/initialized")
+    assert meta(init)["outcome"] == "ok"
     sid = c.sid
     for m in got:
         if m.message_type != "initialize":      # the one message before the session
             assert meta(m)["session"] == sid
-        assert m.timestamp > 0
-    corr = meta(set_in)["correlation_id"]
-    assert len(corr) == 16 and meta(set_out)["correlation_id"] == corr
-    assert meta(set_out)["outcome"] == "ok"
-    assert int(meta(set_out)["latency_ns"]) > 0
-    assert b"state_set" in set_in.payload and b"v1" in set_in.payload
-    assert meta(get_in)["correlation_id"] != corr
+        # the timestamp is the message's arrival, before its answer
+        assert 0 < m.timestamp < t_before, (m.timestamp, t_before)
+        assert int(meta(m)["latency_ns"]) > 0
+    corr = meta(set_rec)["correlation_id"]
+    assert len(corr) == 16
+    assert meta(set_rec)["outcome"] == "ok"
+    assert b"state_set" in set_rec.payload and b"v1" in set_rec.payload
+    assert meta(get_rec)["correlation_id"] != corr
 
     # the same id in the log lines of the protocol worker, the router and
     # the state worker (log.level debug in this runtime)
@@ -107,10 +104,10 @@ def test_every_message_reaches_subscribers_and_store_with_its_correlation_id(rt)
         assert out.returncode == 0, out.stderr
         stored = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
         mine = [r for r in stored if corr in json.dumps(r)]
-        if len(mine) >= 2 or time.monotonic() > deadline:
+        if len(mine) >= 1 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert len(mine) == 2, mine
+    assert len(mine) == 1, mine
 
 
 def metrics_text(rt):
@@ -155,6 +152,8 @@ def test_the_monitor_counts_the_messages_it_is_copied(rt):
     assert calls == calls0 + 4, calls
     assert errors >= 1, [line for line in text.splitlines() if "mcp_" in line]
     assert timed >= 5
+    # the answers, from the same records: the failed get's was an error
+    assert (sample(text, "mcpcore_mcp_messages_total", direction="out", type="error") or 0) >= 1
 
 
 def test_a_subscriber_that_stops_reading_is_dropped_and_nothing_stalls(rt):
@@ -187,7 +186,7 @@ def test_router_kill9_keeps_subscribers_and_loses_nothing(rt):
         ring = seg.subscribe()
         c = Client(rt.port)
         c.initialize()
-        records(ring, lambda g: len(g) >= 4)        # initialize, initialized: in and out
+        records(ring, lambda g: len(g) >= 2)        # initialize, initialized
         before = rt.worker("router")
         n = 40
         for i in range(n):
@@ -198,13 +197,13 @@ def test_router_kill9_keeps_subscribers_and_loses_nothing(rt):
         rt.wait_for(lambda st: next(w for w in st["workers"] if w["name"] == "router")
                     ["restarts"] == before["restarts"] + 1, 10 * SCALE, "router restarted")
         got = records(ring, lambda g: len({meta(m)["correlation_id"] for m in g
-                                           if meta(m)["direction"] == "out"}) >= n,
+                                           if m.message_type == "tools/call"}) >= n,
                       timeout=15.0)
         c.close()
-    outs = {meta(m)["correlation_id"] for m in got if meta(m)["direction"] == "out"}
-    ins = {meta(m)["correlation_id"] for m in got if meta(m)["direction"] == "in"}
     # at-least-once: a replayed forward may repeat a record, none is missing
-    assert len(outs) == n and outs == ins, (len(outs), len(ins))
+    calls = {meta(m)["correlation_id"] for m in got if m.message_type == "tools/call"}
+    assert len(calls) == n, len(calls)
+    assert all(meta(m)["outcome"] == "ok" for m in got if m.message_type == "tools/call")
     with mcpcore.attach(rt.instance) as seg:
         for i in range(n):
             got = seg.state.get("router", f"kill{i}")

@@ -225,6 +225,7 @@ Test(defaults, every_key_maps_to_its_field)
 		{ MC_CFG_PERSISTENCE_SYNC, "[persistence]\nsync = \"none\"\n", FIELD(persistence_sync) },
 		{ MC_CFG_PERSISTENCE_CHECKPOINT_KEEP, "[persistence]\ncheckpoint_keep = 2\n", FIELD(persistence_checkpoint_keep) },
 		{ MC_CFG_PERSISTENCE_BATCH_MAX, "[persistence]\nbatch_max = 16\n", FIELD(persistence_batch_max) },
+		{ MC_CFG_PERSISTENCE_GROUP_COMMIT_MS, "[persistence]\ngroup_commit_ms = 0\n", FIELD(persistence_group_commit_ms) },
 	};
 	struct mc_config def;
 

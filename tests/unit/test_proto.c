@@ -577,3 +577,72 @@ Test(proto, failed_send_leaves_nothing_allocated)
 	cr_assert_eq(mc_frame_pool_used(&tx, TX), 0);
 	free(blob);
 }
+
+/* ---- wire scanner (mc_pb_next, mc_pb_scan) --------------------------------- */
+
+/*
+ * The scanner reads a packed MCPMessage field by field, with the values
+ * protobuf-c wrote (metadata entries scanned in turn), and refuses bytes
+ * that are not a message at every point where one can be cut.
+ */
+Test(proto, wire_scanner_reads_what_protobuf_c_wrote)
+{
+	Mcpcore__MCPMessage msg = MCPCORE__MCPMESSAGE__INIT;
+	Mcpcore__MCPMessage__MetadataEntry e[2], *ents[2] = { &e[0], &e[1] };
+	uint8_t buf[512];
+	struct mc_pb_field f;
+	size_t len, pos = 0;
+	int nmeta = 0, rc;
+
+	mcpcore__mcpmessage__metadata_entry__init(&e[0]);
+	mcpcore__mcpmessage__metadata_entry__init(&e[1]);
+	e[0].key = "outcome";
+	e[0].value = "error -32602";
+	e[1].key = "reply";
+	e[1].value = "error";
+	msg.timestamp = 1795613306346135000ull;
+	msg.message_type = "tools/call";
+	msg.payload.data = (uint8_t *)"{\"jsonrpc\":\"2.0\"}";
+	msg.payload.len = 17;
+	msg.n_metadata = 2;
+	msg.metadata = ents;
+	len = protobuf_c_message_get_packed_size(&msg.base);
+	cr_assert_leq(len, sizeof(buf));
+	protobuf_c_message_pack(&msg.base, buf);
+
+	while ((rc = mc_pb_next(buf, len, &pos, &f)) == 1) {
+		if (f.num == 1) {
+			cr_assert_eq(f.wire, 0);
+			cr_assert_eq(f.u64, msg.timestamp);
+		} else if (f.num == 2 || f.num == 3) {
+			const char *want = f.num == 2 ? "tools/call" : "{\"jsonrpc\":\"2.0\"}";
+
+			cr_assert_eq(f.wire, 2);
+			cr_assert_eq(f.len, strlen(want));
+			cr_assert_eq(memcmp(f.ptr, want, f.len), 0);
+		} else {
+			struct mc_pb_field k, v;
+
+			cr_assert_eq(f.num, 4);
+			cr_assert_eq(mc_pb_scan(f.ptr, f.len, 1, &k), 1);
+			cr_assert_eq(mc_pb_scan(f.ptr, f.len, 2, &v), 1);
+			cr_assert_eq(k.len, strlen(e[nmeta].key));
+			cr_assert_eq(memcmp(k.ptr, e[nmeta].key, k.len), 0);
+			cr_assert_eq(v.len, strlen(e[nmeta].value));
+			cr_assert_eq(memcmp(v.ptr, e[nmeta].value, v.len), 0);
+			nmeta++;
+		}
+	}
+	cr_assert_eq(rc, 0, "scan ended with %d", rc);
+	cr_assert_eq(pos, len);
+	cr_assert_eq(nmeta, 2);
+	cr_assert_eq(mc_pb_scan(buf, len, 9, &f), 0, "an absent field was found");
+	cr_assert_eq(mc_pb_scan(buf, len, 0, NULL), 0, "a whole message does not validate");
+	/* every cut inside the last field leaves a truncated length or value */
+	for (size_t cut = len - 1; cut > len - 8; cut--)
+		cr_assert_eq(mc_pb_scan(buf, cut, 0, NULL), -EBADMSG, "cut at %zu of %zu", cut, len);
+	/* field number 0, a group, an unfinished varint */
+	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x00\x01", 2, 0, NULL), -EBADMSG);
+	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x0b", 1, 0, NULL), -EBADMSG);
+	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x08\xff\xff", 3, 0, NULL), -EBADMSG);
+}

@@ -811,6 +811,66 @@ Test(ring, wait_woken_soon_after_sleeping)
 	down();
 }
 
+/*
+ * A napping consumer (LAZY FRAMES AND NAPS in mc_ring.h): a lazy frame's
+ * notify leaves its doorbell alone, so the nap runs to its end; any other
+ * frame's notify rings it, and the nap ends at once.
+ */
+Test(ring, nap_is_ended_by_eager_frames_only)
+{
+	struct mc_seg p;
+	struct chan ch;
+	pid_t c;
+	uint32_t bell;
+	uint64_t first, t_put, t_wake;
+	struct mc_desc d1 = D(1), d2 = D(2);
+
+	up();
+	worker(&p, PROD);
+	chan_open(&ch);
+	c = ut_fork();
+	if (c == 0) {
+		struct mc_seg s;
+		uint64_t t0;
+
+		chan_child(&ch);
+		child_worker(&s, CONS);
+		ut_put(ch.cp[1], 1);
+		t0 = now_ns();
+		mc_ring_nap(&s, 2000000000ull);         /* only a lazy frame comes: 2 s */
+		ut_put(ch.cp[1], now_ns() - t0);
+		UT_CHK(s.slots[CONS].sl_napping == 0, "still flagged napping after the nap");
+		mc_ring_nap(&s, 20000000000ull);        /* an eager one ends it */
+		ut_put(ch.cp[1], now_ns());
+		mc_seg_detach(&s);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	cr_assert_eq(chan_get(&ch, "ready"), 1);
+	wait_until_asleep(c);
+	cr_assert_eq(ck_pr_load_32(&p.slots[CONS].sl_napping), 1);
+	bell = ck_ec32_value(&p.slots[CONS].sl_bell);
+	cr_assert_eq(mc_ring_put(&p, ring, &d1), 0);
+	mc_ring_notify_lazy(&p, CONS, true);
+	cr_assert_eq(ck_ec32_value(&p.slots[CONS].sl_bell), bell,
+	    "a lazy frame rang a napping consumer's bell");
+	first = chan_get(&ch, "first nap");
+	cr_assert_geq(first, 1900000000ull, "the nap ended after %.3f s, not at its end",
+	    (double)first / 1e9);
+	wait_until_asleep(c);
+	t_put = now_ns();
+	cr_assert_eq(mc_ring_put(&p, ring, &d2), 0);
+	mc_ring_notify_lazy(&p, CONS, false);
+	cr_assert_neq(ck_ec32_value(&p.slots[CONS].sl_bell), bell);
+	t_wake = chan_get(&ch, "woke");
+	cr_assert_lt(t_wake - t_put, 10000000000ull, "an eager frame left the nap running %.3f s",
+	    (double)(t_wake - t_put) / 1e9);
+	ut_wait_ok(c, "napper");
+	chan_close(&ch);
+	mc_seg_detach(&p);
+	down();
+}
+
 Test(ring, wait_times_out_with_nothing_pending)
 {
 	struct mc_seg c;

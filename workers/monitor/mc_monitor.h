@@ -97,7 +97,7 @@ int mc_snapshot_send(struct mc_seg *seg, uint64_t seq, uint64_t skipped, uint32_
 
 /* ---- mcpmsg.c: the copies of MCP messages the router sends ---------------- */
 
-#define MC_MON_METHODS  20      /* known message types, "other" last */
+#define MC_MON_METHODS  21      /* known message types, "other" last */
 #define MC_MON_OUTCOMES 16      /* distinct error outcomes, "other" last */
 
 /* Monitor thread only (the worker loop's); metrics in the monitor's block. */

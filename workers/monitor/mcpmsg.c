@@ -1,15 +1,17 @@
 /*
  * mcpmsg.c - the monitor's view of the MCP traffic: the router sends it a
- * copy of every MCPMessage record (workers/router/mc_router.h), and this
- * turns them into metrics in the monitor's own block:
+ * copy of every MCPMessage record (workers/router/mc_router.h: one per
+ * JSON-RPC message, sent when it was answered), and this turns them into
+ * metrics in the monitor's own block:
  *
- *   mcp_messages_total{direction, type}   messages in (by method) and
- *                                         responses out (type "response",
- *                                         "error" or "accepted")
- *   mcp_errors_total{outcome}             responses that were not "ok"
+ *   mcp_messages_total{direction, type}   messages in (by method) and the
+ *                                         answers out (type "response",
+ *                                         "error", "accepted" or "stream",
+ *                                         the record's "reply")
+ *   mcp_errors_total{outcome}             answers that were not "ok"
  *                                         ("error -32602", "http 404", ...)
- *   mcp_request_seconds                   parse to answer, from the
- *                                         response's latency_ns
+ *   mcp_request_seconds                   arrival to answer, the record's
+ *                                         latency_ns
  *
  * Label values come from the wire, so they are bounded here: a method
  * outside MC_MON_METHODS counts as "other", an outcome that does not look
@@ -31,7 +33,7 @@ static const char *const mc_mon_methods[MC_MON_METHODS] = {
 	"logging/setLevel", "notifications/cancelled", "notifications/progress",
 	"resources/list", "resources/templates/list", "resources/read", "resources/subscribe",
 	"resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
-	"response", "error", "accepted", "other",
+	"response", "error", "accepted", "stream", "other",
 };
 
 void mc_mon_mcp_init(struct mc_mon_mcp *mm, struct mc_seg *seg)
@@ -102,31 +104,83 @@ static void mc_mon_count_error(struct mc_mon_mcp *mm, const char *outcome)
 	mc_counter_add(mm->errors[i], 1);
 }
 
+/* A string field, NUL-terminated in buf (cut to fit: such a value
+ * matches no known name, and counts as "other"). */
+static const char *mc_mon_str(const struct mc_pb_field *f, char *buf, size_t cap)
+{
+	size_t n = f->len < cap - 1 ? f->len : cap - 1;
+
+	memcpy(buf, f->ptr, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static bool mc_mon_is(const struct mc_pb_field *f, const char *s)
+{
+	size_t n = strlen(s);
+
+	return f->wire == 2 && f->len == n && memcmp(f->ptr, s, n) == 0;
+}
+
+/* One metadata entry (map<string, string>: key = 1, value = 2): if its key
+ * is `key`, its value into buf.  -EBADMSG when the entry does not parse. */
+static int mc_mon_meta(const struct mc_pb_field *entry, const char *key, char *buf, size_t cap)
+{
+	struct mc_pb_field f, k = { 0 }, v = { 0 };
+	size_t pos = 0;
+	int rc;
+
+	while ((rc = mc_pb_next(entry->ptr, entry->len, &pos, &f)) == 1) {
+		if (f.num == 1)
+			k = f;
+		else if (f.num == 2)
+			v = f;
+	}
+	if (rc < 0)
+		return rc;
+	if (mc_mon_is(&k, key) && v.wire == 2)
+		mc_mon_str(&v, buf, cap);
+	return 0;
+}
+
+/*
+ * Read where it lies (mc_pb_next): the type and three metadata values are
+ * all the counts need, and a full unpack (allocating every field, the
+ * payload copied) was most of the monitor's time at front-door rates.
+ */
 int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f)
 {
-	Mcpcore__MCPMessage *msg = (Mcpcore__MCPMessage *)mc_proto_unpack(f);
-	const char *dir, *outcome, *latency;
-	bool in;
+	char type[48] = "", reply[16] = "", outcome[32] = "", latency[24] = "";
+	struct mc_pb_field fl;
+	size_t pos = 0;
+	int rc;
 
-	if (msg == NULL) {
+	while ((rc = mc_pb_next(f->f_data, f->f_len, &pos, &fl)) == 1) {
+		if (fl.num == 2 && fl.wire == 2) {
+			mc_mon_str(&fl, type, sizeof(type));
+		} else if (fl.num == 4 && fl.wire == 2) {
+			if ((rc = mc_mon_meta(&fl, "reply", reply, sizeof(reply))) < 0 ||
+			    (rc = mc_mon_meta(&fl, "outcome", outcome, sizeof(outcome))) < 0 ||
+			    (rc = mc_mon_meta(&fl, "latency_ns", latency, sizeof(latency))) < 0)
+				break;
+		}
+	}
+	if (rc < 0) {
 		mc_log_warn("monitor_bad_message", "{s:i, s:I, s:s}", "src", (int)f->f_src, "seq",
 		    (json_int_t)f->f_seq, "message", "MCPMessage frame does not parse");
 		return -EBADMSG;
 	}
-	dir = mc_proto_meta(msg, "direction");
-	outcome = mc_proto_meta(msg, "outcome");
-	latency = mc_proto_meta(msg, "latency_ns");
-	in = dir == NULL || strcmp(dir, "out") != 0;
-	mc_counter_add(mc_mon_type_counter(mm, in, mc_mon_method(msg->message_type)), 1);
-	if (!in && outcome != NULL && strcmp(outcome, "ok") != 0)
+	mc_counter_add(mc_mon_type_counter(mm, true, mc_mon_method(type)), 1);
+	if (reply[0] != '\0')
+		mc_counter_add(mc_mon_type_counter(mm, false, mc_mon_method(reply)), 1);
+	if (outcome[0] != '\0' && strcmp(outcome, "ok") != 0)
 		mc_mon_count_error(mm, outcome);
-	if (!in && latency != NULL) {
+	if (latency[0] != '\0') {
 		char *end;
 		unsigned long long ns = strtoull(latency, &end, 10);
 
-		if (*latency != '\0' && *end == '\0')
+		if (*end == '\0')
 			mc_histogram_observe(mm->latency, ns);
 	}
-	protobuf_c_message_free_unpacked(&msg->base, NULL);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * mc_pkeys.h - how the persistence worker names what it stores: RocksDB
- * key encodings per column family, and a tiny protobuf wire scanner that
- * reads one top-level field without decoding the whole message.
+ * key encodings per column family.  (The protobuf wire scanner it reads
+ * single fields with, mc_pb_scan, is in proto/mc_proto.h.)
  *
  * KEYS (all integers big-endian, so bytewise order = numeric order)
  *
@@ -31,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mc_proto.h"           /* mc_pb_scan */
 
 #define MC_PKEY_TIME_LEN   27
 #define MC_PKEY_MODEL_MAX  (2 + 65535 + 8)
@@ -77,27 +79,5 @@ static inline uint64_t mc_pkey_get_be64(const uint8_t *p)
 		v = (v << 8) | p[i];
 	return v;
 }
-
-/*
- * The protobuf wire scanner.  A value of one top-level field:
- *   wire 0 (varint) and 1/5 (fixed): u64 holds it;
- *   wire 2 (length-delimited): ptr/len point into the message.
- */
-struct mc_pb_field {
-	uint32_t wire;
-	uint64_t u64;
-	const uint8_t *ptr;
-	size_t len;
-};
-
-/*
- * Walk every top-level field of the serialised message buf[len] and
- * return the last occurrence of field number `field` (protobuf's rule for
- * scalars) in *out.  Returns 1 found, 0 absent, -EBADMSG when the bytes
- * are not a well-formed message at the top level (truncated varint or
- * length, field number 0, groups, unknown wire type).  A field number of
- * 0 just validates.
- */
-int mc_pb_scan(const uint8_t *buf, size_t len, uint32_t field, struct mc_pb_field *out);
 
 #endif /* MC_PKEYS_H */

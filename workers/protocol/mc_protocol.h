@@ -139,9 +139,26 @@ int mc_session_encode(const struct mc_session *s, char *buf, size_t cap);
 /* Parse a stored record into *s (s->id is left as it is).  0 or -EINVAL. */
 int mc_session_decode(const char *buf, size_t len, struct mc_session *s);
 
+/*
+ * Decoded session records a protocol worker has seen, by id, each with the
+ * state version it was decoded from.  Every request names its session, and
+ * decoding the JSON record each time was a tenth of a request's cost; the
+ * lock-free state read that finds the version is still made every time,
+ * so a record rewritten or deleted (by any process) is never served stale.
+ * Direct-mapped: ids are random, so their first hex digits spread them.
+ */
+#define MC_SESSION_CACHE_SLOTS 1024     /* a power of two */
+struct mc_session_cache {
+	struct {
+		uint64_t version;       /* 0 = empty */
+		struct mc_session s;
+	} e[MC_SESSION_CACHE_SLOTS];
+};
+
 /* Look a session up in the state manager: 0, -ENOENT, or an error of
- * mc_state_get. */
-int mc_session_load(const struct mc_seg *seg, const char *id, struct mc_session *s);
+ * mc_state_get.  cache: NULL, or one kept by the caller (zeroed at first). */
+int mc_session_load(const struct mc_seg *seg, struct mc_session_cache *cache, const char *id,
+    struct mc_session *s);
 
 /* ---- tools.c -------------------------------------------------------------- */
 
@@ -264,18 +281,20 @@ size_t mc_outbox_queued(const struct mc_outbox *ob);
  * start, then counting). */
 void mc_outbox_correlation(struct mc_outbox *ob, char out[MC_CORR_LEN + 1]);
 
-/* One JSON-RPC message in, or the response that went out, as an MCPMessage
- * (metadata: correlation_id, session, direction, and for responses outcome
- * and latency_ns). */
+/* One JSON-RPC message that came in, with what became of it, as an
+ * MCPMessage (metadata: correlation_id, session, reply, outcome,
+ * latency_ns; a NULL or "" value is left out). */
 struct mc_record {
-	const char *type;               /* method, or "response" / "error" */
+	const char *type;               /* method, or "response" (the client answered us) */
 	const char *payload;            /* the JSON bytes */
 	size_t len;
+	uint64_t timestamp;             /* wall ns when it came */
 	const char *corr;
 	const char *session;            /* "" or NULL: none yet */
-	const char *outcome;            /* out: "ok", "error -32602", "http 404", ... */
-	const char *latency_ns;         /* out: ns from the request's parse to its answer */
-	bool inbound;
+	const char *reply;              /* what answered it: "response", "error",
+	                                   "accepted" (202) or "stream" (SSE) */
+	const char *outcome;            /* "ok", "error -32602", "http 404", ... */
+	const char *latency_ns;         /* ns from its arrival to its answer */
 	uint32_t lane;
 };
 int mc_outbox_record(struct mc_outbox *ob, const struct mc_record *rec);

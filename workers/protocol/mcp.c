@@ -76,6 +76,20 @@
 enum mc_pending_kind { MC_P_INIT = 1, MC_P_READY, MC_P_LEVEL, MC_P_DELETE, MC_P_TOOL,
 	MC_P_CLIENT };
 
+/*
+ * What a JSON-RPC message's record needs, kept from its parse to its
+ * answer: the record (an MCPMessage to the router) goes out once, with the
+ * outcome, when the answer does.
+ */
+struct mc_inrec {
+	char type[48];                  /* method (cut to fit) or "response"; "" = no record */
+	uint32_t lane;                  /* enum mc_lane */
+	uint64_t wall_ns;               /* when it came: MCPMessage.timestamp */
+	const char *body;               /* the JSON bytes: the request's while it is handled, */
+	size_t len;
+	char *owned;                    /* a pending entry's own copy afterwards */
+};
+
 struct mc_pending {
 	uint64_t op;                    /* state op id */
 	uint64_t token;                 /* the server's handle of the connection */
@@ -88,6 +102,7 @@ struct mc_pending {
 	char out_id[32];                /* MC_P_CLIENT: id of our request to the client */
 	char corr[MC_CORR_LEN + 1];     /* the request's correlation id */
 	char sid[MC_SESSION_ID_LEN + 1];        /* its session ("" for initialize) */
+	struct mc_inrec in;             /* its record, sent with the answer */
 };
 
 #define MC_MCP_MAX_WATCHES 4096    /* subscriptions, all sessions together */
@@ -124,12 +139,14 @@ struct mc_mcp {
 	unsigned ngs, gs_cap;
 	struct mc_resume resume[MC_MCP_RESUMES];
 	uint64_t next_event;            /* ids of priming events */
-	/* the message being handled: its correlation id and session */
+	/* the message being handled: its correlation id, session and record */
 	char corr[MC_CORR_LEN + 1];
 	char sid[MC_SESSION_ID_LEN + 1];
+	struct mc_inrec in;
 	uint64_t next_corr;             /* correlation ids without an outbox (tests) */
 	uint64_t start_ns;              /* when its handling began */
 	uint64_t records_lost_run;      /* records refused in a row */
+	struct mc_session_cache *sessions;
 };
 
 int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env)
@@ -140,8 +157,10 @@ int mc_mcp_create(struct mc_mcp **out, const struct mc_mcp_env *env)
 	*out = NULL;
 	if (m == NULL)
 		return -ENOMEM;
-	rc = mc_tools_init();
+	m->sessions = calloc(1, sizeof(*m->sessions));
+	rc = m->sessions == NULL ? -ENOMEM : mc_tools_init();
 	if (rc) {
+		free(m->sessions);
 		free(m);
 		return rc;
 	}
@@ -154,6 +173,8 @@ static void mc_pending_clear(struct mc_pending *p)
 {
 	json_decref(p->rpc_id);
 	p->rpc_id = NULL;
+	free(p->in.owned);
+	p->in.owned = NULL;
 	mc_tools_done(&p->tool);
 }
 
@@ -169,6 +190,7 @@ void mc_mcp_destroy(struct mc_mcp *m)
 	for (unsigned i = 0; i < MC_MCP_RESUMES; i++)
 		free(m->resume[i].body);
 	mc_tools_fini();
+	free(m->sessions);
 	free(m);
 }
 
@@ -191,11 +213,31 @@ void mc_mcp_reply_free(struct mc_mcp_reply *r)
 
 /* ---- building replies ----------------------------------------------------- */
 
+/* Dumped into a stack buffer first: one exact allocation instead of
+ * jansson's growing one and its final copy. */
+static char *mc_reply_dump(const json_t *doc, size_t *len)
+{
+	char buf[4096], *out;
+	size_t n = json_dumpb(doc, buf, sizeof(buf), JSON_COMPACT);
+
+	if (n == 0 || n > sizeof(buf)) {
+		out = json_dumps(doc, JSON_COMPACT);
+		*len = out ? strlen(out) : 0;
+		return out;
+	}
+	out = malloc(n + 1);
+	if (out != NULL) {
+		memcpy(out, buf, n);
+		out[n] = '\0';
+	}
+	*len = out ? n : 0;
+	return out;
+}
+
 static void mc_reply_json(struct mc_mcp_reply *r, int status, json_t *doc)
 {
 	r->status = status;
-	r->body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-	r->body_len = r->body ? strlen(r->body) : 0;
+	r->body = doc ? mc_reply_dump(doc, &r->body_len) : NULL;
 	r->ctype = r->body ? "application/json" : NULL;
 	if (doc != NULL && r->body == NULL) {
 		r->status = 500;
@@ -346,7 +388,7 @@ static struct mc_pending *mc_mcp_take(struct mc_mcp *m, uint64_t op, uint64_t to
 	memset(p, 0, sizeof(*p));
 	p->op = op;
 	p->token = token;
-	p->start_ns = mc_now_ns();
+	p->start_ns = m->start_ns;      /* the deadline counts from the message's arrival */
 	p->kind = kind;
 	p->rpc_id = rpc_id ? json_incref(rpc_id) : NULL;
 	memcpy(p->corr, m->corr, sizeof(p->corr));
@@ -358,6 +400,7 @@ static struct mc_pending *mc_mcp_take(struct mc_mcp *m, uint64_t op, uint64_t to
 static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_req *r,
     uint64_t token, enum mc_pending_kind kind, json_t *rpc_id, int *err)
 {
+	struct mc_pending *p;
 	int64_t op;
 
 	struct mc_state_req req = *r;
@@ -371,7 +414,19 @@ static struct mc_pending *mc_mcp_park(struct mc_mcp *m, const struct mc_state_re
 		*err = (int)op;
 		return NULL;
 	}
-	return mc_mcp_take(m, (uint64_t)op, token, kind, rpc_id);
+	p = mc_mcp_take(m, (uint64_t)op, token, kind, rpc_id);
+	if (m->in.type[0] != '\0') {
+		/* the answer comes later: keep the record, with its own copy of the
+		 * bytes (without memory for it, the record goes out without them) */
+		p->in = m->in;
+		p->in.owned = m->in.len ? malloc(m->in.len) : NULL;
+		if (p->in.owned != NULL)
+			memcpy(p->in.owned, m->in.body, m->in.len);
+		p->in.body = p->in.owned;
+		p->in.len = p->in.owned ? m->in.len : 0;
+		m->in.type[0] = '\0';  /* recorded by the completion, not by mc_mcp_handle */
+	}
+	return p;
 }
 
 /* The state worker cannot take the op now: tell the client to retry. */
@@ -496,9 +551,14 @@ static int mc_mcp_set_level(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 /*
  * Every JSON-RPC message gets a correlation id when it is parsed; it is in
  * every log line about the message here, in the state op it causes, and in
- * the two records that go to the router (and on to persistence, the
- * monitor and learning clients): the message as it came in, and the
- * response as it went out.  Without an outbox (unit tests) ids still
+ * its record, which goes to the router (and on to persistence, the monitor
+ * and learning clients) once the message is answered: one MCPMessage with
+ * the message's bytes and, as metadata, the answer's kind, outcome and
+ * latency.  One record per message rather than one per direction: at tens
+ * of thousands of messages a second the records are most of the work
+ * behind the front door (router, monitor, store), and the answer's bytes
+ * say nothing the request and outcome do not (a state_get's value is in
+ * the state's own history).  Without an outbox (unit tests) ids still
  * count, and nothing is recorded.
  */
 static void mc_mcp_new_corr(struct mc_mcp *m)
@@ -543,39 +603,48 @@ static void mc_mcp_record(struct mc_mcp *m, const struct mc_record *rec)
 		    "(logged once until records flow again)");
 }
 
-static void mc_mcp_record_in(struct mc_mcp *m, const struct mc_rpc_msg *msg, const char *body,
+/* Note the record of the message just parsed (sent with its answer). */
+static void mc_mcp_record_begin(struct mc_mcp *m, const struct mc_rpc_msg *msg, const char *body,
     size_t len)
 {
-	struct mc_record rec = {
-		.type = msg->kind == MC_RPC_RESPONSE ? "response" : msg->method,
-		.payload = body, .len = len, .corr = m->corr, .session = m->sid,
-		.inbound = true, .lane = mc_mcp_lane(msg),
-	};
+	struct mc_inrec *in = &m->in;
 
-	mc_mcp_record(m, &rec);
+	snprintf(in->type, sizeof(in->type), "%s",
+	    msg->kind == MC_RPC_RESPONSE ? "response" : msg->method);
+	in->lane = mc_mcp_lane(msg);
+	in->wall_ns = mc_wall_ns();
+	in->body = body;
+	in->len = len;
+	in->owned = NULL;
 }
 
-/* The response to the message with correlation id corr, as it goes out. */
-static void mc_mcp_record_out(struct mc_mcp *m, const char *corr, const char *sid,
-    uint64_t start_ns, const struct mc_mcp_reply *r)
+/*
+ * The record of a message, now that its answer r goes out: the message's
+ * bytes, and as metadata its correlation id, session, the answer's kind
+ * ("response", "error", "accepted" or "stream"), the outcome and the
+ * latency from arrival to answer.
+ */
+static void mc_mcp_record_answer(struct mc_mcp *m, const struct mc_inrec *in, const char *corr,
+    const char *sid, uint64_t start_ns, const struct mc_mcp_reply *r)
 {
 	char outcome[32], took[24];
 	struct mc_record rec = {
-		.type = r->rpc_error ? "error" : r->body != NULL ? "response" : "accepted",
-		.payload = r->body ? r->body : "", .len = r->body ? r->body_len : 0,
-		.corr = corr, .session = sid, .outcome = outcome, .lane = MC_LANE_BULK,
+		.type = in->type, .payload = in->body, .len = in->len, .corr = corr,
+		.session = sid, .outcome = outcome, .lane = in->lane, .timestamp = in->wall_ns,
 		.latency_ns = took,
+		.reply = r->rpc_error ? "error" : r->stream ? "stream" : r->body != NULL ?
+		    "response" : "accepted",
 	};
 
-	if (corr[0] == '\0')
+	if (in->type[0] == '\0' || corr[0] == '\0')
 		return;                 /* not a JSON-RPC message (GET, DELETE, a bad body) */
 	if (r->rpc_error)
 		snprintf(outcome, sizeof(outcome), "error %d", r->rpc_error);
-	else if (r->status == 200)
-		snprintf(outcome, sizeof(outcome), "ok");
+	else if (r->status >= 200 && r->status < 300)
+		memcpy(outcome, "ok", 3);
 	else
 		snprintf(outcome, sizeof(outcome), "http %d", r->status);
-	snprintf(took, sizeof(took), "%llu", (unsigned long long)(mc_now_ns() - start_ns));
+	mc_u64toa(mc_now_ns() - start_ns, took);
 	mc_mcp_record(m, &rec);
 }
 
@@ -1095,7 +1164,7 @@ static int mc_mcp_find_session(struct mc_mcp *m, const struct mc_http_request *r
 	}
 	memcpy(id, h->p, h->n);
 	id[h->n] = '\0';
-	rc = mc_session_load(m->env.seg, id, s);
+	rc = mc_session_load(m->env.seg, m->sessions, id, s);
 	if (rc == -ENOENT) {
 		mc_reply_rpc_error(reply, 404, rpc_id, MC_RPC_NO_SESSION,
 		    "session not found (unknown or ended): initialize a new one");
@@ -1148,7 +1217,7 @@ static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, cons
 		if (sh != NULL && mc_session_id_ok(sh->p, sh->n))
 			snprintf(m->sid, sizeof(m->sid), "%.*s", (int)sh->n, sh->p);
 	}
-	mc_mcp_record_in(m, &msg, body, blen);
+	mc_mcp_record_begin(m, &msg, body, blen);
 	rc = 0;
 	if (msg.kind == MC_RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
 		rc = mc_mcp_initialize(m, &msg, token, reply);
@@ -1240,6 +1309,7 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 	memset(reply, 0, sizeof(*reply));
 	m->corr[0] = '\0';
 	m->sid[0] = '\0';
+	m->in.type[0] = '\0';
 	m->start_ns = mc_now_ns();
 	if (!mc_http_eq(req->path, m->env.path)) {
 		mc_reply_rpc_error(reply, 404, NULL, MC_RPC_INVALID_REQUEST,
@@ -1254,8 +1324,8 @@ int mc_mcp_handle(struct mc_mcp *m, const struct mc_http_request *req, const cha
 	if (mc_http_eq(req->method, "POST")) {
 		int rc = mc_mcp_post(m, req, body, body_len, token, reply);
 
-		if (rc == 0 && !reply->stream)
-			mc_mcp_record_out(m, m->corr, m->sid, m->start_ns, reply);
+		if (rc == 0)
+			mc_mcp_record_answer(m, &m->in, m->corr, m->sid, m->start_ns, reply);
 		return rc;
 	}
 	if (mc_http_eq(req->method, "DELETE"))
@@ -1343,8 +1413,8 @@ int mc_mcp_state_result(struct mc_mcp *m, uint64_t id, const struct mc_state_res
 			continue;
 		memset(&reply, 0, sizeof(reply));
 		mc_mcp_complete(m, &m->p[i], res, &reply);
-		mc_mcp_record_out(m, m->p[i].corr, m->p[i].sid[0] ? m->p[i].sid : m->p[i].sess.id,
-		    m->p[i].start_ns, &reply);
+		mc_mcp_record_answer(m, &m->p[i].in, m->p[i].corr,
+		    m->p[i].sid[0] ? m->p[i].sid : m->p[i].sess.id, m->p[i].start_ns, &reply);
 		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
 		mc_mcp_remove(m, i);
 		return 0;
@@ -1390,7 +1460,8 @@ unsigned mc_mcp_expire(struct mc_mcp *m, uint64_t now_ns, uint64_t timeout_ns)
 		mc_reply_header(&reply, "Retry-After", "1");
 		mc_log_warn("mcp_request_timeout", "{s:s, s:I}", "correlation_id", m->p[i].corr,
 		    "op", (json_int_t)m->p[i].op);
-		mc_mcp_record_out(m, m->p[i].corr, m->p[i].sid, m->p[i].start_ns, &reply);
+		mc_mcp_record_answer(m, &m->p[i].in, m->p[i].corr, m->p[i].sid, m->p[i].start_ns,
+		    &reply);
 		m->env.deliver(m->env.ctx, m->p[i].token, &reply);
 		mc_mcp_remove(m, i);
 	}

@@ -82,7 +82,13 @@ void mc_outbox_destroy(struct mc_outbox *ob)
 
 void mc_outbox_correlation(struct mc_outbox *ob, char out[MC_CORR_LEN + 1])
 {
-	snprintf(out, MC_CORR_LEN + 1, "%016llx", (unsigned long long)ob->next_corr++);
+	static const char hex[] = "0123456789abcdef";
+	uint64_t v = ob->next_corr++;
+
+	/* by hand: one per message, and snprintf's format parsing showed */
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		out[i] = hex[v & 15];
+	out[16] = '\0';
 }
 
 /* A queued message into a frame now: 0, or -EAGAIN (no room) / another
@@ -182,8 +188,8 @@ int mc_outbox_record(struct mc_outbox *ob, const struct mc_record *rec)
 {
 	Mcpcore__MCPMessage msg = MCPCORE__MCPMESSAGE__INIT;
 	Mcpcore__MCPMessage__MetadataEntry ent[5], *ents[5];
-	const char *keys[5] = { "correlation_id", "session", "outcome", "direction", "latency_ns" };
-	const char *vals[5] = { rec->corr, rec->session, rec->outcome, rec->inbound ? "in" : "out",
+	const char *keys[5] = { "correlation_id", "session", "reply", "outcome", "latency_ns" };
+	const char *vals[5] = { rec->corr, rec->session, rec->reply, rec->outcome,
 		rec->latency_ns };
 	size_t n = 0;
 
@@ -196,7 +202,7 @@ int mc_outbox_record(struct mc_outbox *ob, const struct mc_record *rec)
 		ents[n] = &ent[n];
 		n++;
 	}
-	msg.timestamp = mc_wall_ns();
+	msg.timestamp = rec->timestamp ? rec->timestamp : mc_wall_ns();
 	msg.message_type = (char *)rec->type;
 	msg.payload.data = (uint8_t *)rec->payload;
 	msg.payload.len = rec->len;

@@ -160,18 +160,42 @@ out:
 	return rc;
 }
 
-int mc_session_load(const struct mc_seg *seg, const char *id, struct mc_session *s)
+/* The cache slot of an id: its first hex digits (ids are random). */
+static unsigned mc_session_slot(const char *id)
+{
+	unsigned h = 0;
+
+	for (int i = 0; i < 8 && id[i] != '\0'; i++)
+		h = h << 4 | (unsigned)(id[i] <= '9' ? id[i] - '0' : (id[i] | 0x20) - 'a' + 10);
+	return h & (MC_SESSION_CACHE_SLOTS - 1);
+}
+
+int mc_session_load(const struct mc_seg *seg, struct mc_session_cache *cache, const char *id,
+    struct mc_session *s)
 {
 	struct mc_state_value meta;
+	size_t idlen = strlen(id);
 	char buf[512];
+	unsigned slot;
 	int rc;
 
-	rc = mc_state_get(seg, MC_SESSION_NS, strlen(MC_SESSION_NS), id, strlen(id), buf,
+	rc = mc_state_get(seg, MC_SESSION_NS, strlen(MC_SESSION_NS), id, idlen, buf,
 	    sizeof(buf), &meta);
 	if (rc == -ENOSPC)
 		return -EINVAL;
 	if (rc)
 		return rc;
+	slot = mc_session_slot(id);
+	if (cache != NULL && cache->e[slot].version == meta.version &&
+	    strcmp(cache->e[slot].s.id, id) == 0) {
+		*s = cache->e[slot].s;
+		return 0;
+	}
 	snprintf(s->id, sizeof(s->id), "%s", id);
-	return mc_session_decode(buf, meta.len, s);
+	rc = mc_session_decode(buf, meta.len, s);
+	if (rc == 0 && cache != NULL) {
+		cache->e[slot].version = meta.version;
+		cache->e[slot].s = *s;
+	}
+	return rc;
 }

@@ -228,14 +228,25 @@ int mc_schema_check(const json_t *schema, const json_t *value, const char *where
 
 /* ---- results ------------------------------------------------------------- */
 
-/* A CallToolResult: text content (the JSON) and structuredContent. */
+/* A CallToolResult: text content (the JSON) and structuredContent.  The
+ * text is dumped into a stack buffer when it fits (most results): no heap
+ * round trip for a string that lives a microsecond; and it is jansson's
+ * own output, UTF-8 already, so it is not checked again. */
 static json_t *mc_tool_result(json_t *structured, bool is_error)
 {
-	char *text = json_dumps(structured, JSON_COMPACT);
-	json_t *r = json_pack("{s:[{s:s, s:s}], s:o, s:b}", "content", "type", "text", "text",
-	    text ? text : "{}", "structuredContent", structured, "isError", is_error);
+	char buf[1024], *text = buf;
+	size_t n = json_dumpb(structured, buf, sizeof(buf), JSON_COMPACT);
+	json_t *r;
 
-	free(text);
+	if (n > sizeof(buf)) {
+		text = json_dumps(structured, JSON_COMPACT);
+		n = text ? strlen(text) : 0;
+	}
+	r = json_pack("{s:[{s:s, s:o}], s:o, s:b}", "content", "type", "text", "text",
+	    json_stringn_nocheck(text ? text : "{}", text ? n : 2), "structuredContent", structured,
+	    "isError", is_error);
+	if (text != buf)
+		free(text);
 	return r;
 }
 
@@ -270,11 +281,34 @@ static void mc_tool_put_value(json_t *obj, const uint8_t *v, size_t n)
 	free(h);
 }
 
+/*
+ * Room for the largest value: allocated on first use and kept (the
+ * protocol worker is one thread).  max_value_size may be 64 MiB, and an
+ * allocation that large per call goes past the allocator's caches.
+ */
+static uint8_t *mc_tool_value_buf(const struct mc_seg *seg, size_t *cap)
+{
+	static uint8_t *buf;
+	static size_t have;
+	size_t want = seg->hdr->sh_config.state_max_value_size + 1;
+
+	if (have < want) {
+		uint8_t *nb = realloc(buf, want);
+
+		if (nb == NULL)
+			return NULL;
+		buf = nb;
+		have = want;
+	}
+	*cap = have;
+	return buf;
+}
+
 static json_t *mc_tool_get(const struct mc_seg *seg, const char *ns, const char *key)
 {
 	struct mc_state_value meta;
-	size_t cap = seg->hdr->sh_config.state_max_value_size + 1;
-	uint8_t *buf = malloc(cap);
+	size_t cap;
+	uint8_t *buf = mc_tool_value_buf(seg, &cap);
 	json_t *out;
 	int rc;
 
@@ -294,7 +328,6 @@ static json_t *mc_tool_get(const struct mc_seg *seg, const char *ns, const char 
 		mc_tool_put_value(s, buf, meta.len);
 		out = mc_tool_result(s, false);
 	}
-	free(buf);
 	return out;
 }
 

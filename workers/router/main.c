@@ -43,6 +43,7 @@ struct mc_router {
 	struct mc_worker *w;
 	struct mc_lane_q lane[MC_LANES];
 	unsigned held;
+	bool eager;                             /* the last pass took a frame somebody waits for */
 	struct mc_counter routed[MC_LANES];
 	struct mc_counter unroutable, sub_dropped, dest_gone, unheard;
 	struct mc_histogram hold;               /* take -> forward */
@@ -113,6 +114,7 @@ static unsigned mc_router_take(struct mc_router *r)
 		if (mc_recv(&r->w->seg, &m) != 0)
 			break;          /* nothing, or a journal full of held frames */
 		took++;
+		r->eager |= !mc_proto_kind_lazy(m.frame->f_kind);
 		if (m.frame->f_kind == MC_FK_CONTROL) {
 			int rc = mc_router_control(r, &m);
 
@@ -259,17 +261,24 @@ static unsigned mc_router_dispatch(struct mc_router *r, bool *blocked)
 /* ---- the loop ------------------------------------------------------------- */
 
 /*
- * Nothing to do: look for work between sched_yield()s for up to
- * MC_ROUTER_SPIN_NS, then sleep on the doorbell.  Yielding instead of
- * spinning matters when busy processes outnumber cores (five workers and
- * the learners on two cores here): the router's work per frame is short,
- * and the process it waits for may need this very core to produce it.
+ * Nothing to do.  After a pass of lazy frames only (MCP message copies,
+ * learning data), more are likely on their way and nobody waits for them:
+ * nap and take them as a batch.  Otherwise look for work between
+ * sched_yield()s for up to MC_ROUTER_SPIN_NS, then sleep on the doorbell.
+ * Yielding instead of spinning matters when busy processes outnumber cores
+ * (five workers and the learners on two cores here): the router's work
+ * per frame is short, and the process it waits for may need this very
+ * core to produce it.
  */
-static void mc_router_idle(struct mc_router *r)
+static void mc_router_idle(struct mc_router *r, bool nap)
 {
 	struct mc_seg *seg = &r->w->seg;
 	uint64_t start = mc_now_ns();
 
+	if (nap && r->held == 0) {
+		mc_ring_nap(seg, MC_RING_NAP_NS);
+		return;
+	}
 	while (mc_now_ns() - start < MC_ROUTER_SPIN_NS) {
 		if (mc_ring_pending(seg))
 			return;
@@ -305,6 +314,7 @@ int mc_router_main(struct mc_worker *w)
 {
 	struct mc_router *r = calloc(1, sizeof(*r));
 	uint64_t last_tick = 0;
+	bool nap = false;       /* the last pass took lazy frames only */
 
 	if (r == NULL) {
 		mc_log_error("router_start_failed", "{s:s}", "message", "out of memory");
@@ -319,7 +329,10 @@ int mc_router_main(struct mc_worker *w)
 	    "generation", (int)w->seg.generation);
 	while (!mc_worker_stopping()) {
 		bool blocked;
-		unsigned took = mc_router_take(r);
+		unsigned took;
+
+		r->eager = false;
+		took = mc_router_take(r);
 		unsigned sent = mc_router_dispatch(r, &blocked);
 		uint64_t now = mc_now_ns();
 
@@ -328,7 +341,9 @@ int mc_router_main(struct mc_worker *w)
 			last_tick = now;
 		}
 		if (took == 0 && sent == 0)
-			mc_router_idle(r);
+			mc_router_idle(r, nap);
+		else
+			nap = took > 0 && !r->eager;
 	}
 	mc_log_info("worker_stopping", "{s:s, s:I, s:I}", "worker", w->name,
 	    "handled", (json_int_t)w->handled, "held", (json_int_t)r->held);

@@ -419,8 +419,9 @@ class Segment:
         """Ask the router for every MCPMessage (and LearningData) from now on.
 
         Returns the consumer Ring from the router on which they arrive, in
-        order per lane: each inbound JSON-RPC message and each response,
-        with metadata correlation_id, session, outcome and direction.  Read
+        order per lane: each inbound JSON-RPC message once it was answered,
+        with metadata correlation_id, session, reply, outcome and
+        latency_ns.  Read
         it promptly: the router holds everything else back while this ring
         is full, and unsubscribes a client whose ring stays full for 1 s
         (it logs router_subscriber_dropped).  Raises TimeoutError if the
