@@ -29,17 +29,15 @@
  *   - --runs N alternates mcpcore and nginx runs (which goes first
  *     alternates too) after a warm-up of each; reported: medians of req/s
  *     and of wrk's p50/p90/p99, and the median of the per-run ratios;
- *   - then the latency point: Debian's wrk has no fixed-rate mode (wrk2),
- *     so the script's delay() hook paces every connection so that the
- *     total is half of the lower of the two medians (a 1 s calibration run
- *     per side corrects the pacing for the latency it adds, mc_bm_paced);
- *     reported: the rate achieved and p50/p99 for both servers at that
- *     same offered load.  wrk's timers tick in whole milliseconds, so the
- *     paced requests leave in bursts of about rate/1000 and the later ones
- *     of a burst queue: the same for both servers, but it lifts p50 above
- *     the unloaded round trip, which is measured too (one connection,
- *     unpaced).  Latency is wrk's: from writing a request to reading its
- *     answer (no coordinated-omission correction).
+ *   - then the latency point: half of the lower of the two medians,
+ *     offered to each server by bench_pace.c (mc_bench_pace): the same
+ *     request bytes on 100 keep-alive connections, evenly spaced, open
+ *     loop, latency from each request's due time to its answer (waits
+ *     behind an earlier answer included, as wrk2 counts).  Debian's wrk
+ *     has no fixed-rate mode, and pacing it with its delay() hook sends
+ *     bursts (its timers tick in whole milliseconds) whose queueing the
+ *     p99 then measures.  Reported: rate achieved, p50/p99/p99.9 for both
+ *     servers, and the unloaded round trip (wrk, one connection).
  *   - --json prints one object; --quick shortens the runs (2 s, 3 runs).
  *
  * Figures compare only within one run on one box (2 vCPUs here: wrk and
@@ -90,7 +88,7 @@ struct mc_bm_side {
 	const char *name;
 	int port;
 	double rps[100], p50[100], p90[100], p99[100], bpr;
-	struct mc_bm_wrk half;          /* the latency point */
+	struct mc_pace_result half;     /* the latency point (open loop, bench_pace.c) */
 	struct mc_bm_wrk one;           /* one connection, no pacing */
 	uint64_t errors;
 };
@@ -428,13 +426,11 @@ out:
 
 /*
  * One wrk run of `secs` seconds on `conns` connections against port;
- * interval_us > 0 paces each
- * connection (see the script).  0 with *out filled, or -1.
+ * 0 with *out filled, or -1.
  */
-static int mc_bm_wrk(int port, const char *sid, int conns, int secs, uint64_t interval_us,
-    struct mc_bm_wrk *out)
+static int mc_bm_wrk(int port, const char *sid, int conns, int secs, struct mc_bm_wrk *out)
 {
-	char cmd[1024], line[1024], iv[32];
+	char cmd[1024], line[1024];
 	unsigned long long req = 0, dur = 0, bytes = 0, st = 0, so = 0, p50 = 0, p90 = 0, p99 = 0,
 	    mx = 0;
 	bool got = false;
@@ -444,12 +440,6 @@ static int mc_bm_wrk(int port, const char *sid, int conns, int secs, uint64_t in
 	setenv("MC_BENCH_SESSION", sid, 1);
 	setenv("MC_BENCH_NS", MC_BM_NS, 1);
 	setenv("MC_BENCH_KEY", MC_BM_KEY, 1);
-	if (interval_us > 0) {
-		snprintf(iv, sizeof(iv), "%" PRIu64, interval_us);
-		setenv("MC_BENCH_INTERVAL_US", iv, 1);
-	} else {
-		unsetenv("MC_BENCH_INTERVAL_US");
-	}
 	snprintf(cmd, sizeof(cmd), "%s -t%d -c%d -d%ds -s %s http://127.0.0.1:%d/mcp 2>&1",
 	    MC_BM_WRK, MC_BM_THREADS, conns, secs, MC_BM_LUA, port);
 	p = popen(cmd, "r");
@@ -483,7 +473,7 @@ static int mc_bm_run(struct mc_bm_side *s, const char *sid, int secs, int r)
 {
 	struct mc_bm_wrk w;
 
-	if (mc_bm_wrk(s->port, sid, MC_BM_CONNS, secs, 0, &w) != 0)
+	if (mc_bm_wrk(s->port, sid, MC_BM_CONNS, secs, &w) != 0)
 		return -1;
 	s->rps[r] = w.rps;
 	s->p50[r] = w.p50;
@@ -503,26 +493,34 @@ static double mc_bm_med(const double *v, int n)
 }
 
 /*
- * The latency point: `rate` req/s offered in total.  wrk's pacing is a
- * closed loop (each connection waits `interval` after an answer), so the
- * rate achieved is connections / (interval + latency): a first 1 s run
- * measures what the latency adds and the interval is shortened by it.
+ * The latency point: `rate` req/s offered in total, evenly spaced, open
+ * loop (mc_bench_pace), with the request the wrk script sends, byte for
+ * byte.  wrk's own pacing (its delay() hook) would send bursts: its timers
+ * tick in whole milliseconds.
  */
 static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double rate)
 {
-	double iv = 1e6 * MC_BM_CONNS / rate, extra;
-	struct mc_bm_wrk cal;
+	char req[1024], body[256];
+	int n, rc;
 
-	if (mc_bm_wrk(s->port, sid, MC_BM_CONNS, 1, (uint64_t)iv, &cal) != 0 || cal.rps <= 0)
+	snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+	    "\"params\":{\"name\":\"state_get\",\"arguments\":{\"namespace\":\"%s\","
+	    "\"key\":\"%s\"}}}", MC_BM_NS, MC_BM_KEY);
+	n = snprintf(req, sizeof(req), "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+	    "MCP-Protocol-Version: 2025-06-18\r\nMcp-Session-Id: %s\r\n"
+	    "Content-Length: %zu\r\n\r\n%s", s->port, sid, strlen(body), body);
+	if (n < 0 || (size_t)n >= sizeof(req))
 		return -1;
-	extra = 1e6 * MC_BM_CONNS / cal.rps - iv;
-	if (extra > 0)
-		iv = iv - extra > 1000 ? iv - extra : 1000;
-	if (mc_bm_wrk(s->port, sid, MC_BM_CONNS, secs, (uint64_t)iv, &s->half) != 0)
+	rc = mc_bench_pace(s->port, req, (size_t)n, MC_BM_CONNS, rate, secs, &s->half);
+	if (rc != 0) {
+		fprintf(stderr, "mcpcore-bench mcp: paced run against %s: %s\n", s->name,
+		    mc_strerror(rc));
 		return -1;
-	s->errors += s->half.status_errors + s->half.socket_errors;
+	}
+	s->errors += s->half.errors;
 	/* and one connection, one request at a time: the unloaded round trip */
-	if (mc_bm_wrk(s->port, sid, 1, secs, 0, &s->one) != 0)
+	if (mc_bm_wrk(s->port, sid, 1, secs, &s->one) != 0)
 		return -1;
 	s->errors += s->one.status_errors + s->one.socket_errors;
 	return 0;
@@ -534,11 +532,11 @@ static void mc_bm_json_side(const struct mc_bench_opts *o, const struct mc_bm_si
 {
 	printf("\"%s\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,"
 	    "\"response_bytes\":%.0f,\"errors\":%" PRIu64 ","
-	    "\"half\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f},"
+	    "\"half\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f},"
 	    "\"one_conn\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f}},", s->name,
 	    mc_bm_med(s->rps, o->runs), mc_bm_med(s->p50, o->runs), mc_bm_med(s->p90, o->runs),
 	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, s->half.rps, s->half.p50, s->half.p99,
-	    s->one.rps, s->one.p50, s->one.p99);
+	    s->half.p999, s->one.rps, s->one.p50, s->one.p99);
 }
 
 static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, struct mc_bm_side *n,
@@ -577,16 +575,18 @@ static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, str
 			printf(" %.0f/%.0f", m->rps[r], n->rps[r]);
 		printf("\nratio mcpcore / nginx (median of per-run ratios): %.2fx\n", ra);
 	}
-	printf("latency points (single runs)               %10s %9s %9s\n", "req/s", "p50 us",
-	    "p99 us");
+	printf("latency points (single runs)               %10s %9s %9s %9s\n", "req/s", "p50 us",
+	    "p99 us", "p99.9 us");
 	for (int i = 0; i < 2 && sides[i] != NULL; i++) {
-		printf("%-7s half load, %6.0f req/s offered %10.0f %9.0f %9.0f\n", sides[i]->name,
-		    half_rate, sides[i]->half.rps, sides[i]->half.p50, sides[i]->half.p99);
+		printf("%-7s half load, %6.0f req/s offered %10.0f %9.0f %9.0f %9.0f\n",
+		    sides[i]->name, half_rate, sides[i]->half.rps, sides[i]->half.p50,
+		    sides[i]->half.p99, sides[i]->half.p999);
 		printf("%-7s 1 connection, unpaced            %10.0f %9.0f %9.0f\n", sides[i]->name,
 		    sides[i]->one.rps, sides[i]->one.p50, sides[i]->one.p99);
 	}
-	printf("(half load: delay() pacing on %d connections; wrk's timers tick in whole ms, so\n"
-	    " requests leave in bursts of about rate/1000 and queue behind each other)\n",
+	printf("(half load: half the lower of the two medians, offered open loop on %d\n"
+	    " connections, evenly spaced; latency from each request's due time to its\n"
+	    " answer, waits included. 1 connection: wrk, one request at a time)\n",
 	    MC_BM_CONNS);
 	if (m->errors || n->errors)
 		printf("WARNING: non-2xx answers or socket errors: mcpcore %" PRIu64 ", nginx %" PRIu64
@@ -635,8 +635,8 @@ int mc_bench_mcp(const struct mc_bench_opts *o)
 		free(got);
 	}
 	/* warm-up: caches, the allocator, TCP */
-	if (mc_bm_wrk(m.port, sid, MC_BM_CONNS, 1, 0, &warm) != 0 ||
-	    (have_nginx && mc_bm_wrk(n.port, sid, MC_BM_CONNS, 1, 0, &warm) != 0))
+	if (mc_bm_wrk(m.port, sid, MC_BM_CONNS, 1, &warm) != 0 ||
+	    (have_nginx && mc_bm_wrk(n.port, sid, MC_BM_CONNS, 1, &warm) != 0))
 		goto out;
 	for (int r = 0; r < o->runs; r++) {
 		/* alternate who goes first, so drift in the box favours neither */

@@ -48,6 +48,7 @@ static int mc_pl_run_worker(struct mc_seg *seg, unsigned slot, const char *name,
 	struct mc_worker w;
 
 	memset(&w, 0, sizeof(w));
+	mc_worker_catch_signals();      /* SIGTERM at the end: a clean exit */
 	if (cpu >= 0)
 		mc_bench_pin(cpu);
 	if (mc_seg_claim_worker(seg, slot) != 0)
@@ -198,6 +199,7 @@ out:
 	kill(state, SIGTERM);
 	mc_bench_join(router);
 	mc_bench_join(state);
+	mc_seg_destroy(&seg);
 	free(lat);
 	return rc;
 }

@@ -53,6 +53,25 @@ void *mc_bench_shared(size_t size);
 /* A loopback TCP port free right now (0 if none could be found). */
 int mc_bench_free_port(void);
 
+/* What an open-loop run gave (bench_pace.c); latencies in microseconds. */
+struct mc_pace_result {
+	double rps;                     /* answers per second */
+	uint64_t sent, answered, errors;
+	double p50, p99, p999, max;
+};
+
+/*
+ * Offer `rate` requests/s for `secs` seconds to 127.0.0.1:port, open loop:
+ * request k (the raw bytes req[req_len], an HTTP/1.1 request) is due at
+ * t0 + k / rate on connection k mod conns (keep-alive), and its latency
+ * runs from that due time to its complete answer, however long it had to
+ * wait for an earlier answer on its connection.  Answers must be 200s
+ * with a Content-Length.  0, or a negative errno (connect, a broken
+ * connection, an answer that is not a 200).
+ */
+int mc_bench_pace(int port, const char *req, size_t req_len, int conns, double rate,
+    double secs, struct mc_pace_result *out);
+
 int mc_bench_ring(const struct mc_bench_opts *o);
 int mc_bench_persist(const struct mc_bench_opts *o);
 int mc_bench_state(const struct mc_bench_opts *o);

@@ -8,9 +8,9 @@
 -- main state and in each thread's):
 --   MC_BENCH_SESSION      Mcp-Session-Id of an initialized session
 --   MC_BENCH_NS, MC_BENCH_KEY   what state_get reads
---   MC_BENCH_INTERVAL_US  optional: pace each connection to one request
---                         per this many microseconds (wrk's delay() hook);
---                         unset = as fast as the server answers
+-- Requests go as fast as the server answers.  (The benchmark's latency
+-- point is not wrk's: its delay() pacing ticks in whole milliseconds, so
+-- it sends bursts; bench/bench_pace.c spaces requests evenly.)
 --
 -- Output: done() prints one line the benchmark parses,
 --   MCBENCH requests=N duration_us=N bytes=N status_errors=N
@@ -19,7 +19,6 @@
 local sid = os.getenv("MC_BENCH_SESSION") or ""
 local ns = os.getenv("MC_BENCH_NS") or "bench"
 local key = os.getenv("MC_BENCH_KEY") or "k"
-local interval_us = tonumber(os.getenv("MC_BENCH_INTERVAL_US") or "")
 
 wrk.method = "POST"
 wrk.path = "/mcp"
@@ -29,26 +28,6 @@ wrk.headers["MCP-Protocol-Version"] = "2025-06-18"
 wrk.headers["Mcp-Session-Id"] = sid
 wrk.body = string.format('{"jsonrpc":"2.0","id":1,"method":"tools/call",' ..
     '"params":{"name":"state_get","arguments":{"namespace":"%s","key":"%s"}}}', ns, key)
-
--- Only defined when pacing: wrk then goes through a timer for every
--- request, which would cost the full-speed runs throughput.
-if interval_us ~= nil and interval_us > 0 then
-    local ms = interval_us / 1000
-    local whole = math.floor(ms)
-    local frac = ms - whole
-
-    -- wrk's timers count whole milliseconds: round up or down at random
-    -- so that the mean interval is the one asked for.  The wait starts
-    -- when the previous answer arrived (closed loop), so the rate is
-    -- connections / (interval + latency); latency is far below the
-    -- interval at half load.
-    function delay()
-        if math.random() < frac then
-            return whole + 1
-        end
-        return whole
-    end
-end
 
 function done(summary, latency, requests)
     local e = summary.errors

@@ -74,4 +74,9 @@ int mc_worker_control(struct mc_worker *w, const struct mc_msg *m);
 /* Has a stop been requested? (for long handlers) */
 int mc_worker_stopping(void);
 
+/* SIGTERM/SIGINT end the loop (mc_worker_stopping turns true), SIGPIPE is
+ * ignored: what `mcpcore worker` sets up, for a worker main run elsewhere
+ * (the benchmarks fork them). */
+void mc_worker_catch_signals(void);
+
 #endif /* MC_WORKER_H */

@@ -73,6 +73,13 @@ static void mc_worker_on_signal(int sig)
 	mc_worker_stop = 1;
 }
 
+void mc_worker_catch_signals(void)
+{
+	signal(SIGTERM, mc_worker_on_signal);
+	signal(SIGINT, mc_worker_on_signal);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 int mc_worker_stopping(void)
 {
 	return mc_worker_stop;
@@ -249,9 +256,7 @@ int mc_worker_main(int argc, char **argv)
 	w.slot = (unsigned)slot;
 	w.name = mc_layout_worker_name((unsigned)slot);
 	mc_log_init(w.name, NULL);
-	signal(SIGTERM, mc_worker_on_signal);
-	signal(SIGINT, mc_worker_on_signal);
-	signal(SIGPIPE, SIG_IGN);
+	mc_worker_catch_signals();
 
 	rc = mc_seg_attach(&w.seg, instance, false, err, sizeof(err));
 	if (rc) {

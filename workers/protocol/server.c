@@ -862,7 +862,7 @@ static void mc_srv_wait(struct mc_srv *s)
 	struct io_uring_cqe *cqe;
 
 	if (mc_mcp_inflight(s->mcp) > 0 || mc_outbox_queued(s->outbox) > 0) {
-		io_uring_submit(&s->ring);
+		io_uring_submit_and_get_events(&s->ring);
 		if (io_uring_cq_ready(&s->ring) == 0)
 			mc_ring_wait(&s->w->seg, 20000, MC_SRV_SLICE_NS);
 		return;
@@ -1021,11 +1021,16 @@ static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 	mc_srv_nofile(s);
 	mc_state_batch_init(&s->batch);
 	s->batch.next_id = mc_wall_ns();        /* ids never reused across restarts */
-	/* one thread submits and reaps: completions' task work waits for our
-	 * next system call instead of interrupting us with an IPI (kernels
-	 * before 6.0 refuse the flags: plain ring then) */
+	/* one thread submits and reaps: completions' task work is deferred to
+	 * when we ask for events (DEFER_TASKRUN, 6.1), which runs it in one
+	 * batch per loop turn instead of interrupting us; older kernels refuse
+	 * the flags: cooperative task work (6.0), then a plain ring.  Whoever
+	 * peeks at the CQ must have asked for events first (mc_srv_wait). */
 	rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, IORING_SETUP_SINGLE_ISSUER |
-	    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	    IORING_SETUP_DEFER_TASKRUN);
+	if (rc == -EINVAL)
+		rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, IORING_SETUP_SINGLE_ISSUER |
+		    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
 	if (rc == -EINVAL)
 		rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, 0);
 	if (rc < 0)
