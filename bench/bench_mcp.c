@@ -46,17 +46,14 @@
 #define _GNU_SOURCE
 #include "mc_bench.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,28 +92,11 @@ struct mc_bm_side {
 
 /* ---- processes and ports -------------------------------------------------- */
 
-static int mc_bm_connect(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 /* Wait until something listens on port, or pid exits, or time is up. */
 static int mc_bm_wait_listening(pid_t pid, int port)
 {
 	for (int ms = 0; ms < MC_BM_START_MS; ms += 20) {
-		int fd = mc_bm_connect(port);
+		int fd = mc_bench_connect(port);
 
 		if (fd >= 0) {
 			close(fd);
@@ -202,7 +182,7 @@ static int mc_bm_post(int port, const char *sid, const char *body, int *status,
 
 	if (buf == NULL)
 		return -ENOMEM;
-	fd = mc_bm_connect(port);
+	fd = mc_bench_connect(port);
 	if (fd < 0) {
 		rc = fd;
 		goto out;

@@ -53,6 +53,9 @@ void *mc_bench_shared(size_t size);
 /* A loopback TCP port free right now (0 if none could be found). */
 int mc_bench_free_port(void);
 
+/* A blocking TCP connection to 127.0.0.1:port: the fd, or -errno. */
+int mc_bench_connect(int port);
+
 /* What an open-loop run gave (bench_pace.c); latencies in microseconds. */
 struct mc_pace_result {
 	double rps;                     /* answers per second */
