@@ -1,9 +1,11 @@
 /*
  * worker.c - the loop every worker runs (contract in mc_worker.h).
  */
+#define _GNU_SOURCE     /* SCHED_BATCH */
 #include "mc_worker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,15 +87,25 @@ int mc_worker_stopping(void)
 	return mc_worker_stop;
 }
 
+/*
+ * batch: the store and the monitor work in batches nobody waits for (lazy
+ * frames, group commits, and RocksDB's flushes and compactions, whose
+ * threads inherit the policy).  SCHED_BATCH keeps their share of the CPU
+ * but takes away their wake-up preemption: a group commit that wakes every
+ * 10 ms waits for the running request to finish its time slice instead of
+ * taking its core (perf sched showed such commits delaying the front door
+ * and its clients by ~0.5 ms every ~12 ms on two cores).
+ */
 static const struct {
 	const char *name;
 	int (*main)(struct mc_worker *);
+	bool batch;
 } mc_workers[] = {
-	{ "state", mc_state_main },
-	{ "persistence", mc_persistence_main },
-	{ "monitor", mc_monitor_main },
-	{ "router", mc_router_main },
-	{ "protocol", mc_protocol_main },
+	{ "state", mc_state_main, false },
+	{ "persistence", mc_persistence_main, true },
+	{ "monitor", mc_monitor_main, true },
+	{ "router", mc_router_main, false },
+	{ "protocol", mc_protocol_main, false },
 };
 
 /* Answer a PING from any slot with a PONG carrying who we are. */
@@ -272,6 +284,9 @@ int mc_worker_main(int argc, char **argv)
 		return 1;
 	}
 	mc_worker_fault(w.name);
+	if (mc_workers[slot - MC_SLOT_FIRST_WORKER].batch &&
+	    sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ .sched_priority = 0 }) != 0)
+		mc_log_warn("sched_batch_failed", "{s:s}", "error", mc_strerror(-errno));
 	/* counters carry over a restart (mc_metrics.h, LIFETIME) */
 	rc = mc_metrics_open(&w.seg, w.slot, MC_METRICS_CARRY);
 	if (rc == 0)
