@@ -129,10 +129,23 @@ fail:
 	return rc;
 }
 
+/* Built call by call, not with json_pack: every answer goes through here,
+ * and pack's format parsing and key checks cost a tenth of a microsecond
+ * each time for keys that are ours. */
 json_t *mc_rpc_result(json_t *id, json_t *result)
 {
-	return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
-	    "result", result ? result : json_object());
+	json_t *doc = json_object();
+	bool bad = false;
+
+	/* the _new calls take their value even when they fail */
+	bad |= json_object_set_new_nocheck(doc, "jsonrpc", json_string_nocheck("2.0")) != 0;
+	bad |= json_object_set_nocheck(doc, "id", id ? id : json_null()) != 0;
+	bad |= json_object_set_new_nocheck(doc, "result", result ? result : json_object()) != 0;
+	if (bad) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
 }
 
 json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data)

@@ -228,6 +228,32 @@ int mc_schema_check(const json_t *schema, const json_t *value, const char *where
 
 /* ---- results ------------------------------------------------------------- */
 
+/*
+ * A CallToolResult, {"content": [{"type": "text", "text": text}],
+ * "structuredContent": structured (if not NULL), "isError": is_error},
+ * built call by call: json_pack would parse its format and check our own
+ * keys on every call.  Takes text and structured, even on failure (the
+ * _new calls release their value when they fail); NULL if out of memory.
+ */
+static json_t *mc_tool_doc(json_t *text, json_t *structured, bool is_error)
+{
+	json_t *r = json_object(), *arr = json_array(), *item = json_object();
+	bool bad = false;
+
+	bad |= json_object_set_new_nocheck(item, "type", json_string_nocheck("text")) != 0;
+	bad |= json_object_set_new_nocheck(item, "text", text) != 0;
+	bad |= json_array_append_new(arr, item) != 0;
+	bad |= json_object_set_new_nocheck(r, "content", arr) != 0;
+	if (structured != NULL)
+		bad |= json_object_set_new_nocheck(r, "structuredContent", structured) != 0;
+	bad |= json_object_set_new_nocheck(r, "isError", json_boolean(is_error)) != 0;
+	if (bad) {
+		json_decref(r);
+		return NULL;
+	}
+	return r;
+}
+
 /* A CallToolResult: text content (the JSON) and structuredContent.  The
  * text is dumped into a stack buffer when it fits (most results): no heap
  * round trip for a string that lives a microsecond; and it is jansson's
@@ -242,9 +268,8 @@ static json_t *mc_tool_result(json_t *structured, bool is_error)
 		text = json_dumps(structured, JSON_COMPACT);
 		n = text ? strlen(text) : 0;
 	}
-	r = json_pack("{s:[{s:s, s:o}], s:o, s:b}", "content", "type", "text", "text",
-	    json_stringn_nocheck(text ? text : "{}", text ? n : 2), "structuredContent", structured,
-	    "isError", is_error);
+	r = mc_tool_doc(json_stringn_nocheck(text ? text : "{}", text ? n : 2), structured,
+	    is_error);
 	if (text != buf)
 		free(text);
 	return r;
