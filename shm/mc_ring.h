@@ -169,7 +169,8 @@ void mc_ring_notify_lazy(struct mc_seg *seg, unsigned dst, bool lazy);
 
 /*
  * Consumer.  Sleep until ns passed, or a frame that is not lazy was sent
- * to us, or a signal came: see LAZY FRAMES AND NAPS.
+ * to us, or a signal came: see LAZY FRAMES AND NAPS.  Call it when a look
+ * at the rings found nothing; it returns at once if something came since.
  * Returns with sl_napping cleared and a full fence after it, so the
  * caller's next look at its rings sees every frame whose producer saw
  * the flag clear.

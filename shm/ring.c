@@ -331,10 +331,20 @@ void mc_ring_nap(struct mc_seg *seg, uint64_t ns)
 
 	ck_pr_store_32(&self->sl_napping, 1);
 	seen = ck_ec32_value(&self->sl_bell);
-	waiter.deadline.tv_sec = (time_t)(end / 1000000000ULL);
-	waiter.deadline.tv_nsec = (long)(end % 1000000000ULL);
-	ck_ec32_wait_pred(&self->sl_bell, &mc_bell_mode, seen, mc_ring_nap_pred, &waiter,
-	    &waiter.deadline);
+	/*
+	 * The caller found nothing, but a frame may have come since, and its
+	 * producer saw no sleeper to wake: if it is not lazy it must not wait
+	 * out the nap, so anything pending now ends the nap before it starts.
+	 * (One that comes between this look and ck flagging us as a sleeper
+	 * still does; that window is a few instructions wide.)
+	 */
+	ck_pr_fence_memory();
+	if (!mc_ring_pending(seg)) {
+		waiter.deadline.tv_sec = (time_t)(end / 1000000000ULL);
+		waiter.deadline.tv_nsec = (long)(end % 1000000000ULL);
+		ck_ec32_wait_pred(&self->sl_bell, &mc_bell_mode, seen, mc_ring_nap_pred, &waiter,
+		    &waiter.deadline);
+	}
 	ck_pr_store_32(&self->sl_napping, 0);
 	/* store-load, our half of the handshake; the producer's notify has no
 	 * fence (mc_ring_notify), so a lazy frame whose producer still saw 1 is

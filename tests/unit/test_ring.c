@@ -831,6 +831,7 @@ Test(ring, nap_is_ended_by_eager_frames_only)
 	c = ut_fork();
 	if (c == 0) {
 		struct mc_seg s;
+		struct mc_desc got;
 		uint64_t t0;
 
 		chan_child(&ch);
@@ -840,6 +841,12 @@ Test(ring, nap_is_ended_by_eager_frames_only)
 		mc_ring_nap(&s, 2000000000ull);         /* only a lazy frame comes: 2 s */
 		ut_put(ch.cp[1], now_ns() - t0);
 		UT_CHK(s.slots[CONS].sl_napping == 0, "still flagged napping after the nap");
+		/* a frame that is waiting ends a nap before it starts */
+		t0 = now_ns();
+		mc_ring_nap(&s, 20000000000ull);
+		UT_CHK(now_ns() - t0 < 5000000000ull, "napped with a frame waiting");
+		UT_CHK(mc_ring_take(&s, ring, &got) == 0 && got.d_seq == 1, "the lazy frame is not there");
+		mc_ring_commit(&s, ring);
 		mc_ring_nap(&s, 20000000000ull);        /* an eager one ends it */
 		ut_put(ch.cp[1], now_ns());
 		mc_seg_detach(&s);
