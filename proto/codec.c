@@ -120,20 +120,17 @@ int mc_pb_next(const uint8_t *buf, size_t len, size_t *pos, struct mc_pb_field *
 		if (mc_pb_varint(buf, len, pos, &v))
 			return -EBADMSG;
 		break;
-	case 1:
-		if (len - *pos < 8)
+	case 1:         /* fixed64 */
+	case 5: {       /* fixed32 */
+		size_t w = out->wire == 1 ? 8 : 4;
+
+		if (len - *pos < w)
 			return -EBADMSG;
-		for (int i = 7; i >= 0; i--)
-			v = (v << 8) | buf[*pos + (size_t)i];
-		*pos += 8;
+		for (size_t i = w; i-- > 0;)
+			v = (v << 8) | buf[*pos + i];     /* little-endian */
+		*pos += w;
 		break;
-	case 5:
-		if (len - *pos < 4)
-			return -EBADMSG;
-		for (int i = 3; i >= 0; i--)
-			v = (v << 8) | buf[*pos + (size_t)i];
-		*pos += 4;
-		break;
+	}
 	case 2:
 		if (mc_pb_varint(buf, len, pos, &v) || v > len - *pos)
 			return -EBADMSG;

@@ -57,10 +57,7 @@ static struct mc_seg sup, tx, rx, ry;
 
 static void attach_worker(struct mc_seg *s, unsigned slot)
 {
-	int rc = mc_seg_attach(s, cfg.instance, false, err, sizeof(err));
-
-	cr_assert_eq(rc, 0, "attach: %d %s", rc, err);
-	cr_assert_eq(mc_seg_claim_worker(s, slot), 0);
+	ut_worker(s, cfg.instance, slot);
 }
 
 static void up(void)
@@ -641,6 +638,21 @@ Test(proto, wire_scanner_reads_what_protobuf_c_wrote)
 	/* every cut inside the last field leaves a truncated length or value */
 	for (size_t cut = len - 1; cut > len - 8; cut--)
 		cr_assert_eq(mc_pb_scan(buf, cut, 0, NULL), -EBADMSG, "cut at %zu of %zu", cut, len);
+	/* fixed-width values: LearningData.label is a float (wire 5) */
+	{
+		Mcpcore__LearningData ld = MCPCORE__LEARNING_DATA__INIT;
+		float label = 0.75f;
+		uint32_t bits;
+
+		ld.label = label;
+		len = protobuf_c_message_get_packed_size(&ld.base);
+		protobuf_c_message_pack(&ld.base, buf);
+		memcpy(&bits, &label, sizeof(bits));
+		cr_assert_eq(mc_pb_scan(buf, len, 4, &f), 1);
+		cr_assert_eq(f.wire, 5);
+		cr_assert_eq(f.u64, bits);
+		cr_assert_eq(mc_pb_scan(buf, len - 1, 0, NULL), -EBADMSG, "a cut fixed32 was read");
+	}
 	/* field number 0, a group, an unfinished varint */
 	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x00\x01", 2, 0, NULL), -EBADMSG);
 	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x0b", 1, 0, NULL), -EBADMSG);

@@ -122,25 +122,24 @@ static bool mc_mon_is(const struct mc_pb_field *f, const char *s)
 	return f->wire == 2 && f->len == n && memcmp(f->ptr, s, n) == 0;
 }
 
-/* One metadata entry (map<string, string>: key = 1, value = 2): if its key
- * is `key`, its value into buf.  -EBADMSG when the entry does not parse. */
-static int mc_mon_meta(const struct mc_pb_field *entry, const char *key, char *buf, size_t cap)
+/* One metadata entry (map<string, string>: key = 1, value = 2): its key
+ * and value.  0, or -EBADMSG when the entry does not parse. */
+static int mc_mon_meta(const struct mc_pb_field *entry, struct mc_pb_field *k,
+    struct mc_pb_field *v)
 {
-	struct mc_pb_field f, k = { 0 }, v = { 0 };
+	struct mc_pb_field f;
 	size_t pos = 0;
 	int rc;
 
+	memset(k, 0, sizeof(*k));
+	memset(v, 0, sizeof(*v));
 	while ((rc = mc_pb_next(entry->ptr, entry->len, &pos, &f)) == 1) {
 		if (f.num == 1)
-			k = f;
+			*k = f;
 		else if (f.num == 2)
-			v = f;
+			*v = f;
 	}
-	if (rc < 0)
-		return rc;
-	if (mc_mon_is(&k, key) && v.wire == 2)
-		mc_mon_str(&v, buf, cap);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
 /*
@@ -151,7 +150,7 @@ static int mc_mon_meta(const struct mc_pb_field *entry, const char *key, char *b
 int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f)
 {
 	char type[48] = "", reply[16] = "", outcome[32] = "", latency[24] = "";
-	struct mc_pb_field fl;
+	struct mc_pb_field fl, k, v;
 	size_t pos = 0;
 	int rc;
 
@@ -159,10 +158,16 @@ int mc_mon_mcp_frame(struct mc_mon_mcp *mm, const struct mc_frame *f)
 		if (fl.num == 2 && fl.wire == 2) {
 			mc_mon_str(&fl, type, sizeof(type));
 		} else if (fl.num == 4 && fl.wire == 2) {
-			if ((rc = mc_mon_meta(&fl, "reply", reply, sizeof(reply))) < 0 ||
-			    (rc = mc_mon_meta(&fl, "outcome", outcome, sizeof(outcome))) < 0 ||
-			    (rc = mc_mon_meta(&fl, "latency_ns", latency, sizeof(latency))) < 0)
+			if ((rc = mc_mon_meta(&fl, &k, &v)) < 0)
 				break;
+			if (v.wire != 2)
+				continue;
+			if (mc_mon_is(&k, "reply"))
+				mc_mon_str(&v, reply, sizeof(reply));
+			else if (mc_mon_is(&k, "outcome"))
+				mc_mon_str(&v, outcome, sizeof(outcome));
+			else if (mc_mon_is(&k, "latency_ns"))
+				mc_mon_str(&v, latency, sizeof(latency));
 		}
 	}
 	if (rc < 0) {

@@ -217,20 +217,15 @@ void mc_mcp_reply_free(struct mc_mcp_reply *r)
  * jansson's growing one and its final copy. */
 static char *mc_reply_dump(const json_t *doc, size_t *len)
 {
-	char buf[4096], *out;
-	size_t n = json_dumpb(doc, buf, sizeof(buf), JSON_COMPACT);
+	char buf[4096], *text = mc_json_dump(doc, buf, sizeof(buf), len), *out;
 
-	if (n == 0 || n > sizeof(buf)) {
-		out = json_dumps(doc, JSON_COMPACT);
-		*len = out ? strlen(out) : 0;
-		return out;
-	}
-	out = malloc(n + 1);
-	if (out != NULL) {
-		memcpy(out, buf, n);
-		out[n] = '\0';
-	}
-	*len = out ? n : 0;
+	if (text != buf)
+		return text;
+	out = malloc(*len + 1);
+	if (out != NULL)
+		memcpy(out, buf, *len + 1);
+	else
+		*len = 0;
 	return out;
 }
 

@@ -260,14 +260,11 @@ static json_t *mc_tool_doc(json_t *text, json_t *structured, bool is_error)
  * own output, UTF-8 already, so it is not checked again. */
 static json_t *mc_tool_result(json_t *structured, bool is_error)
 {
-	char buf[1024], *text = buf;
-	size_t n = json_dumpb(structured, buf, sizeof(buf), JSON_COMPACT);
+	char buf[1024];
+	size_t n;
+	char *text = mc_json_dump(structured, buf, sizeof(buf), &n);
 	json_t *r;
 
-	if (n > sizeof(buf)) {
-		text = json_dumps(structured, JSON_COMPACT);
-		n = text ? strlen(text) : 0;
-	}
 	r = mc_tool_doc(json_stringn_nocheck(text ? text : "{}", text ? n : 2), structured,
 	    is_error);
 	if (text != buf)
@@ -280,8 +277,7 @@ static json_t *mc_tool_error(const char *fmt, const char *arg)
 	char msg[256];
 
 	snprintf(msg, sizeof(msg), fmt, arg);
-	return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg,
-	    "isError", 1);
+	return mc_tool_doc(json_string(msg), NULL, true);
 }
 
 /* A value as a JSON member: "value" when UTF-8 text, else "value_hex". */
