@@ -154,11 +154,7 @@ static void down(void)
 
 static void worker(struct mc_seg *s, unsigned slot)
 {
-	int rc = mc_seg_attach(s, cfg.instance, false, err, sizeof(err));
-
-	cr_assert_eq(rc, 0, "attach: %d %s", rc, err);
-	rc = mc_seg_claim_worker(s, slot);
-	cr_assert_eq(rc, 0, "claim worker %u: %d", slot, rc);
+	ut_worker(s, cfg.instance, slot);
 }
 
 static void client(struct mc_seg *s, const char *label)
@@ -172,12 +168,7 @@ static void client(struct mc_seg *s, const char *label)
 
 static void child_worker(struct mc_seg *s, unsigned slot)
 {
-	char e[512];
-	int rc = mc_seg_attach(s, cfg.instance, false, e, sizeof(e));
-
-	UT_CHK(rc == 0, "attach: %d %s", rc, e);
-	rc = mc_seg_claim_worker(s, slot);
-	UT_CHK(rc == 0, "claim worker %u: %d", slot, rc);
+	ut_child_worker(s, cfg.instance, slot);
 }
 
 static uint32_t ring_of(unsigned src, unsigned dst)

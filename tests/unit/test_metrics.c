@@ -57,8 +57,7 @@ static void down(void)
 /* Another handle on the segment, in the given worker slot. */
 static void worker(struct mc_seg *w, unsigned slot)
 {
-	cr_assert_eq(mc_seg_attach(w, cfg.instance, false, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mc_seg_claim_worker(w, slot), 0);
+	ut_worker(w, cfg.instance, slot);
 }
 
 TestSuite(metrics, .init = up, .fini = down);

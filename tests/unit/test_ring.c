@@ -125,7 +125,6 @@ static uint64_t now_ns(void)
 #define PROD MC_WORKER_STATE
 #define CONS MC_WORKER_ROUTER
 
-static char err[512];
 static struct mc_config cfg;
 static struct mc_layout lay;
 static struct mc_seg sup;
@@ -149,23 +148,14 @@ static void down(void)
 /* A handle on the test segment holding worker slot `slot`. */
 static void worker(struct mc_seg *s, unsigned slot)
 {
-	int rc = mc_seg_attach(s, cfg.instance, false, err, sizeof(err));
-
-	cr_assert_eq(rc, 0, "attach: %d %s", rc, err);
-	rc = mc_seg_claim_worker(s, slot);
-	cr_assert_eq(rc, 0, "claim worker %u: %d", slot, rc);
+	ut_worker(s, cfg.instance, slot);
 	cr_assert_eq(s->slot, (int)slot);
 }
 
 /* Same, in a child (no Criterion asserts there). */
 static void child_worker(struct mc_seg *s, unsigned slot)
 {
-	char e[512];
-	int rc = mc_seg_attach(s, cfg.instance, false, e, sizeof(e));
-
-	UT_CHK(rc == 0, "attach: %d %s", rc, e);
-	rc = mc_seg_claim_worker(s, slot);
-	UT_CHK(rc == 0, "claim worker %u: %d", slot, rc);
+	ut_child_worker(s, cfg.instance, slot);
 }
 
 static struct mc_desc D(uint64_t seq)

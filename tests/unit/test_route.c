@@ -53,8 +53,7 @@ TestSuite(route, .init = init, .fini = down);
 
 static void attach_worker(struct mc_seg *s, unsigned slot)
 {
-	cr_assert_eq(mc_seg_attach(s, cfg.instance, false, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mc_seg_claim_worker(s, slot), 0, "claim %u", slot);
+	ut_worker(s, cfg.instance, slot);
 	mc_seg_ready(s);
 }
 

@@ -172,3 +172,23 @@ void ut_seg_create(struct mc_seg *sup, struct mc_config *cfg, struct mc_layout *
 	cr_assert_eq(rc, 0, "create %s: %d %s", cfg->instance, rc, err);
 	ck_pr_store_32(&sup->hdr->sh_state, MC_SEG_READY);
 }
+
+void ut_worker(struct mc_seg *s, const char *instance, unsigned slot)
+{
+	char err[512];
+	int rc = mc_seg_attach(s, instance, false, err, sizeof(err));
+
+	cr_assert_eq(rc, 0, "attach: %d %s", rc, err);
+	rc = mc_seg_claim_worker(s, slot);
+	cr_assert_eq(rc, 0, "claim worker %u: %d", slot, rc);
+}
+
+void ut_child_worker(struct mc_seg *s, const char *instance, unsigned slot)
+{
+	char err[512];
+	int rc = mc_seg_attach(s, instance, false, err, sizeof(err));
+
+	UT_CHK(rc == 0, "attach: %d %s", rc, err);
+	rc = mc_seg_claim_worker(s, slot);
+	UT_CHK(rc == 0, "claim worker %u: %d", slot, rc);
+}

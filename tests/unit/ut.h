@@ -39,6 +39,14 @@ struct mc_seg;
  */
 void ut_seg_create(struct mc_seg *sup, struct mc_config *cfg, struct mc_layout *lay);
 
+/* Attach to `instance` and claim worker slot `slot`, asserting both
+ * (Criterion: the test process itself). */
+void ut_worker(struct mc_seg *s, const char *instance, unsigned slot);
+
+/* Same in a forked child, where Criterion's asserts do not work: a failed
+ * step exits the child with status 1 (UT_CHK). */
+void ut_child_worker(struct mc_seg *s, const char *instance, unsigned slot);
+
 /* fork() for a child that dies with its parent (PR_SET_PDEATHSIG). */
 pid_t ut_fork(void);
 
