@@ -159,18 +159,3 @@ json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data)
 	return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
 	    "error", e);
 }
-
-char *mc_json_dump(const json_t *doc, char *buf, size_t cap, size_t *len)
-{
-	size_t n = json_dumpb(doc, buf, cap, JSON_COMPACT);
-	char *out;
-
-	if (n > 0 && n < cap) {
-		buf[n] = '\0';
-		*len = n;
-		return buf;
-	}
-	out = json_dumps(doc, JSON_COMPACT);
-	*len = out ? strlen(out) : 0;
-	return out;
-}
