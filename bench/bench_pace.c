@@ -88,40 +88,40 @@ static ssize_t mc_pace_response(const char *buf, size_t len)
 	return len >= head + (size_t)body ? (ssize_t)(head + (size_t)body) : 0;
 }
 
-/* Read what c has; record every complete answer.  0 or a negative errno. */
+/*
+ * Read what c has, once: epoll is level-triggered, so bytes left behind
+ * bring us back, and a second read to see EAGAIN would cost every answer
+ * a syscall (the generator shares the box with the server it measures).
+ * Record every complete answer.  0 or a negative errno.
+ */
 static int mc_pace_read(struct mc_pace_conn *c, const char *req, size_t req_len,
     struct mc_pace_result *out, uint64_t *lat, size_t lat_cap)
 {
-	for (;;) {
-		ssize_t r = read(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
-		ssize_t used;
+	ssize_t r = read(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
+	ssize_t used;
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && errno == EAGAIN)
-			return 0;
-		if (r <= 0)
-			return -EPIPE;
-		c->rlen += (size_t)r;
-		while ((used = mc_pace_response(c->rbuf, c->rlen)) > 0) {
-			uint64_t now = mc_now_ns();
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (r <= 0)
+		return -EPIPE;
+	c->rlen += (size_t)r;
+	while ((used = mc_pace_response(c->rbuf, c->rlen)) > 0) {
+		uint64_t now = mc_now_ns();
 
-			if (!c->busy)
-				return -EPROTO;         /* an answer nobody asked for */
-			if (out->answered < lat_cap)
-				lat[out->answered] = now - c->due[c->head];
-			out->answered++;
-			c->head = (c->head + 1) % MC_PACE_QUEUE;
-			c->n--;
-			c->busy = false;
-			memmove(c->rbuf, c->rbuf + used, c->rlen - (size_t)used);
-			c->rlen -= (size_t)used;
-			if (c->n > 0 && mc_pace_send(c, req, req_len) != 0)
-				return -EIO;
-		}
-		if (used < 0)
-			return (int)used;
+		if (!c->busy)
+			return -EPROTO;         /* an answer nobody asked for */
+		if (out->answered < lat_cap)
+			lat[out->answered] = now - c->due[c->head];
+		out->answered++;
+		c->head = (c->head + 1) % MC_PACE_QUEUE;
+		c->n--;
+		c->busy = false;
+		memmove(c->rbuf, c->rbuf + used, c->rlen - (size_t)used);
+		c->rlen -= (size_t)used;
+		if (c->n > 0 && mc_pace_send(c, req, req_len) != 0)
+			return -EIO;
 	}
+	return used < 0 ? (int)used : 0;
 }
 
 int mc_bench_pace(int port, const char *req, size_t req_len, int conns, double rate,

@@ -340,10 +340,12 @@ int mc_router_main(struct mc_worker *w)
 			mc_seg_heartbeat(&w->seg);
 			last_tick = now;
 		}
-		if (took == 0 && sent == 0)
+		if (took == 0 && sent == 0) {
 			mc_router_idle(r, nap);
-		else
+			nap = false;    /* one nap per lazy pass: an idle router sleeps */
+		} else {
 			nap = took > 0 && !r->eager;
+		}
 	}
 	mc_log_info("worker_stopping", "{s:s, s:I, s:I}", "worker", w->name,
 	    "handled", (json_int_t)w->handled, "held", (json_int_t)r->held);
