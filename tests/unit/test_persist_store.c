@@ -2,19 +2,17 @@
  * test_persist_store.c - unit tests for the RocksDB store of the
  * persistence worker (workers/persistence/store.c, contract in
  * mc_pstore.h): families, format marker, read-only opens, locks,
- * corruption, error classes, checkpoints, the flush threads' priority.
+ * corruption, error classes, checkpoints.
  *
  * Each test works in its own mkdtemp directory under /tmp, removed after.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -252,56 +250,5 @@ Test(store, property_reports_memtables)
 	cr_assert_eq(mc_pstore_open(&st, db, "lz4", MC_PSTORE_CREATE, err, sizeof(err)), 0, "%s", err);
 	put(&st, MC_CF_MESSAGES, "k", "some value");
 	cr_assert_gt(mc_pstore_property(&st, "rocksdb.cur-size-all-mem-tables"), 0);
-	mc_pstore_close(&st);
-}
-
-/* The nice value of this process's first thread named `comm`, or -100. */
-static int thread_nice(const char *comm)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int nice = -100;
-
-	cr_assert_not_null(d);
-	while (nice == -100 && (e = readdir(d)) != NULL) {
-		char path[300], buf[512], *p;
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		if (p == NULL || strncmp(buf, comm, strlen(comm)) != 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		/* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
-		 * majflt cmajflt utime stime cutime cstime priority nice */
-		if (p != NULL && (p = strrchr(buf, ')')) != NULL)
-			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
-			    &nice);
-	}
-	closedir(d);
-	return nice;
-}
-
-Test(store, flushes_run_at_the_lowest_cpu_priority)
-{
-	struct mc_pstore st;
-	char path[400];
-
-	cr_assert_eq(mc_pstore_open(&st, db, "lz4", MC_PSTORE_CREATE, err, sizeof(err)), 0, "%s", err);
-	put(&st, MC_CF_MODELS, "m", "v1");
-	/* a checkpoint flushes the memtable: a job for the flush pool's thread */
-	snprintf(path, sizeof(path), "%s/ck", dir);
-	cr_assert_eq(mc_pstore_checkpoint(&st, path, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(thread_nice("rocksdb:high"), 19);
-	cr_assert_eq(getpriority(PRIO_PROCESS, 0), 0, "the caller's own thread keeps its priority");
 	mc_pstore_close(&st);
 }

@@ -82,27 +82,6 @@ static int mc_pstore_compression(const char *name)
 	return rocksdb_no_compression;
 }
 
-/*
- * RocksDB's flushes and compactions at the lowest CPU priority (nice 19,
- * its CpuPriority::kLow; each pool thread takes it before its next job).
- * They are catch-up work nobody waits for, and on a small box a flush of
- * a 32 MiB memtable with LZ4 would otherwise take a core from the front
- * door for tens of ms at a time.  They still get every idle cycle; if they
- * fall behind, RocksDB slows writes itself (write stalls), which holds
- * the rings back: late, never lost.  The pools are the process's (Env
- * default), so this is the same for every store opened here.
- */
-static void mc_pstore_background_low(void)
-{
-	rocksdb_env_t *env = rocksdb_create_default_env();
-
-	if (env == NULL)
-		return;
-	rocksdb_env_lower_thread_pool_cpu_priority(env);
-	rocksdb_env_lower_high_priority_thread_pool_cpu_priority(env);
-	rocksdb_env_destroy(env);       /* the handle only: the default Env stays */
-}
-
 static rocksdb_options_t *mc_pstore_options(const char *compression, bool create,
     bool readonly)
 {
@@ -113,7 +92,6 @@ static rocksdb_options_t *mc_pstore_options(const char *compression, bool create
 	rocksdb_options_set_create_if_missing(o, create && !readonly);
 	rocksdb_options_set_create_missing_column_families(o, !readonly);
 	rocksdb_options_increase_parallelism(o, 2);
-	mc_pstore_background_low();
 	rocksdb_options_set_compression(o, mc_pstore_compression(compression));
 	rocksdb_options_set_write_buffer_size(o, 32u << 20);
 	rocksdb_options_set_max_total_wal_size(o, 128u << 20);
