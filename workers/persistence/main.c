@@ -891,10 +891,8 @@ static int mc_p_commit(struct mc_persist *p)
 		mc_p_set_state(p, p->restoring ? MC_PERSIST_RESTORING : MC_PERSIST_RUNNING);
 	mc_pbatch_reset(&p->b);
 	p->batch_eager = false;
-	mc_p_publish(p);
-	/* durable and published: now the consumer positions may move */
-	for (uint32_t i = 0; i < records; i++)
-		mc_frame_release(p->seg, &p->b.items[i].msg);
+	/* counted before the durable marks (mc_p_publish fences): whoever sees
+	 * a record acknowledged sees it in pc_records too */
 	ck_pr_store_64(&p->ctl->pc_batches, p->ctl->pc_batches + 1);
 	ck_pr_store_64(&p->ctl->pc_records, p->ctl->pc_records + records);
 	ck_pr_store_64(&p->ctl->pc_bytes, p->ctl->pc_bytes + bytes);
@@ -902,6 +900,10 @@ static int mc_p_commit(struct mc_persist *p)
 	ck_pr_store_64(&p->ctl->pc_last_commit_ns, dt);
 	if (dt > p->ctl->pc_max_commit_ns)
 		ck_pr_store_64(&p->ctl->pc_max_commit_ns, dt);
+	mc_p_publish(p);
+	/* durable and published: now the consumer positions may move */
+	for (uint32_t i = 0; i < records; i++)
+		mc_frame_release(p->seg, &p->b.items[i].msg);
 	ck_pr_store_64(&p->ctl->pc_held, 0);
 	return 0;
 }

@@ -93,7 +93,8 @@ struct mc_persist_ctl {
 	uint64_t pc_durable[MC_MAX_SLOTS] __attribute__((aligned(64)));
 	uint64_t pc_durable_gen;        /* +1 per durable batch */
 
-	/* statistics (since the segment was created) */
+	/* statistics (since the segment was created); a batch is counted before
+	 * its durable marks are published, so an acknowledged record is counted */
 	uint64_t pc_batches __attribute__((aligned(64)));
 	uint64_t pc_records;            /* stored records (frames; a state batch counts 1) */
 	uint64_t pc_bytes;              /* payload bytes stored */
