@@ -271,6 +271,28 @@ Test(shipped, default_config)
 	    "mcpcore.toml differs from the built-in defaults");
 }
 
+/* The container's file: the defaults but for where it listens and stores. */
+Test(shipped, container_config)
+{
+	const char *path = MC_SOURCE_DIR "/config/container.toml";
+	struct mc_config def;
+	int rc;
+
+	rc = mc_config_load(path, &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_str_eq(cfg.protocol_listen, "0.0.0.0:3000");
+	cr_assert_str_eq(cfg.monitor_listen, "0.0.0.0:9464");
+	cr_assert_str_eq(cfg.rocksdb_path, "/var/lib/mcpcore/data");
+	mc_config_defaults(&def);
+	memcpy(def.source, cfg.source, sizeof(def.source));
+	memcpy(def.rocksdb_path, cfg.rocksdb_path, sizeof(def.rocksdb_path));
+	memcpy(def.protocol_listen, cfg.protocol_listen, sizeof(def.protocol_listen));
+	memcpy(def.monitor_listen, cfg.monitor_listen, sizeof(def.monitor_listen));
+	memcpy(def.line, cfg.line, sizeof(def.line));
+	cr_assert(memcmp(&def, &cfg, sizeof(cfg)) == 0,
+	    "container.toml changes more than the listeners and the store path");
+}
+
 Test(shipped, test_config)
 {
 	const char *path = MC_SOURCE_DIR "/config/test.toml";

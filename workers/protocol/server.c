@@ -1033,6 +1033,12 @@ static int mc_srv_init(struct mc_srv *s, struct mc_worker *w)
 		    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
 	if (rc == -EINVAL)
 		rc = io_uring_queue_init(MC_SRV_QUEUE, &s->ring, 0);
+	if (rc == -ENOSYS || rc == -EPERM)
+		/* the usual cause, and the one an operator can fix */
+		mc_log_error("mcp_io_uring_unavailable", "{s:s, s:s}", "error", mc_strerror(rc),
+		    "message", "io_uring is refused: a container's seccomp profile (docker and "
+		    "podman block io_uring_setup by default; see compose.yaml) or the sysctl "
+		    "kernel.io_uring_disabled");
 	if (rc < 0)
 		return rc;
 	rc = mc_srv_bufs(s);
