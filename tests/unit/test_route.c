@@ -252,3 +252,62 @@ Test(route, control_lane_overtakes_bulk_and_copies_reach_every_destination)
 	mc_seg_release_client(&sub);
 	mc_seg_detach(&sub);
 }
+
+/* Voluntary context switches of pid so far (each is a sleep). */
+static long sleeps_of(pid_t pid)
+{
+	char path[64], line[256];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * After a pass of lazy frames the router naps (1 ms) to take the next ones
+ * as a batch; once nothing comes it must go back to sleeping on its
+ * doorbell.  It used to nap again and again: ~1,000 wake-ups a second for
+ * ever on an idle runtime.  A doorbell sleep re-checks on its own ladder
+ * (100 us, x4, up to the 100 ms tick): a few dozen wake-ups at most here.
+ */
+Test(route, an_idle_router_sleeps_after_a_lazy_pass)
+{
+	struct mc_seg proto, pers, mon;
+	pid_t router;
+	long before, after;
+	char *got;
+
+	attach_worker(&proto, MC_WORKER_PROTOCOL);
+	attach_worker(&pers, MC_WORKER_PERSISTENCE);
+	attach_worker(&mon, MC_WORKER_MONITOR);
+	router = start_router();
+	send_mcp(&proto, "lazy", MC_LANE_BULK);     /* MCPMessage frames are lazy */
+	got = recv_type(&pers);
+	cr_assert_str_eq(got, "lazy");
+	free(got);
+	got = recv_type(&mon);
+	free(got);
+	usleep(200000);         /* past any nap and the first rungs of the ladder */
+	before = sleeps_of(router);
+	usleep(300000);
+	after = sleeps_of(router);
+	cr_assert_lt(after - before, 60, "an idle router woke %ld times in 300 ms",
+	    after - before);
+	/* and it still wakes for the next frame */
+	send_mcp(&proto, "again", MC_LANE_BULK);
+	got = recv_type(&pers);
+	cr_assert_str_eq(got, "again");
+	free(got);
+	kill(router, SIGKILL);
+	ut_wait(router);
+	mc_seg_detach(&proto);
+	mc_seg_detach(&pers);
+	mc_seg_detach(&mon);
+}
