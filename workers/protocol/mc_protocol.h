@@ -79,9 +79,10 @@ json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data);
  * doc as compact JSON text, byte for byte what json_dumpb(JSON_COMPACT)
  * writes, at a fraction of its cost (why: jsondump.c).  Into buf[cap] when
  * it fits (a hot path's answers mostly do: no heap round trip), else into
- * a malloc'd string.  Any value may be the root.  Returns buf, that string
- * (free it when it is not buf), or NULL when out of memory; *len is the
- * text's length (the text is NUL-terminated).  Any thread; no state kept.
+ * a malloc'd string (always, with buf NULL and cap 0).  Any value may be
+ * the root.  Returns buf, that string (free it when it is not buf), or NULL
+ * when out of memory; *len is the text's length (the text is
+ * NUL-terminated).  Any thread; no state kept.
  */
 char *mc_json_dump(const json_t *doc, char *buf, size_t cap, size_t *len);
 

@@ -649,19 +649,20 @@ static void mc_mcp_record_answer(struct mc_mcp *m, const struct mc_inrec *in, co
  * bytes).  0 or -ENOMEM. */
 static int mc_sse_append(char **buf, size_t *len, const json_t *doc)
 {
-	char *js = json_dumps(doc, JSON_COMPACT);
-	size_t n = js ? strlen(js) : 0;
-	char *nb = js ? realloc(*buf, *len + n + 24) : NULL;
+	char tmp[4096], *nb = NULL;
+	size_t n;
+	char *js = mc_json_dump(doc, tmp, sizeof(tmp), &n);
 
-	if (nb == NULL) {
-		free(js);
-		return -ENOMEM;
+	if (js != NULL)
+		nb = realloc(*buf, *len + n + 24);
+	if (nb != NULL) {
+		/* compact JSON has no newline, so one data line carries it */
+		*len += (size_t)sprintf(nb + *len, "event: message\ndata: %s\n\n", js);
+		*buf = nb;
 	}
-	/* compact JSON has no newline, so one data line carries it */
-	*len += (size_t)sprintf(nb + *len, "event: message\ndata: %s\n\n", js);
-	*buf = nb;
-	free(js);
-	return 0;
+	if (js != tmp)
+		free(js);
+	return nb != NULL ? 0 : -ENOMEM;
 }
 
 /* The notifications, then last (if not NULL): an SSE body.  NULL on ENOMEM. */

@@ -336,8 +336,7 @@ static void mc_srv_respond_status(struct mc_srv *s, struct mc_conn *c, int statu
 
 	memset(&r, 0, sizeof(r));
 	r.status = status;
-	r.body = json_dumps(doc, JSON_COMPACT);
-	r.body_len = r.body ? strlen(r.body) : 0;
+	r.body = doc ? mc_json_dump(doc, NULL, 0, &r.body_len) : NULL;   /* malloc'd: cap 0 */
 	r.ctype = "application/json";
 	json_decref(doc);
 	if (status == 503)
