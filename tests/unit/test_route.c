@@ -163,6 +163,29 @@ static pid_t start_router(void)
 	return p;
 }
 
+/* The workers an MCPMessage travels between: its sender and the two
+ * destinations every copy goes to. */
+struct peers {
+	struct mc_seg proto, pers, mon;
+};
+
+static void peers_attach(struct peers *w)
+{
+	attach_worker(&w->proto, MC_WORKER_PROTOCOL);
+	attach_worker(&w->pers, MC_WORKER_PERSISTENCE);
+	attach_worker(&w->mon, MC_WORKER_MONITOR);
+}
+
+/* Kill the router, then let the peers go. */
+static void peers_done(struct peers *w, pid_t router)
+{
+	kill(router, SIGKILL);
+	ut_wait(router);
+	mc_seg_detach(&w->proto);
+	mc_seg_detach(&w->pers);
+	mc_seg_detach(&w->mon);
+}
+
 /* Send an MCPMessage whose type says which it is, in lane. */
 static void send_mcp(struct mc_seg *s, const char *type, uint32_t lane)
 {
@@ -199,13 +222,12 @@ static char *recv_type(struct mc_seg *s)
 
 Test(route, control_lane_overtakes_bulk_and_copies_reach_every_destination)
 {
-	struct mc_seg proto, pers, mon, sub;
+	struct peers w;
+	struct mc_seg sub;
 	char name[16];
 	pid_t router;
 
-	attach_worker(&proto, MC_WORKER_PROTOCOL);
-	attach_worker(&pers, MC_WORKER_PERSISTENCE);
-	attach_worker(&mon, MC_WORKER_MONITOR);
+	peers_attach(&w);
 	attach_client(&sub);
 	/* subscribed as the router would on a SUBSCRIBE from the client */
 	mc_route_table_open(&sup);
@@ -213,19 +235,19 @@ Test(route, control_lane_overtakes_bulk_and_copies_reach_every_destination)
 	/* queued before the router runs, so its first pass takes them all */
 	for (int i = 0; i < 20; i++) {
 		snprintf(name, sizeof(name), "bulk%d", i);
-		send_mcp(&proto, name, MC_LANE_BULK);
+		send_mcp(&w.proto, name, MC_LANE_BULK);
 	}
 	for (int i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "tool%d", i);
-		send_mcp(&proto, name, MC_LANE_TOOL);
+		send_mcp(&w.proto, name, MC_LANE_TOOL);
 	}
 	for (int i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "ctl%d", i);
-		send_mcp(&proto, name, MC_LANE_CONTROL);
+		send_mcp(&w.proto, name, MC_LANE_CONTROL);
 	}
 	router = start_router();
 	{
-		struct mc_seg *dst[] = { &pers, &mon, &sub };
+		struct mc_seg *dst[] = { &w.pers, &w.mon, &sub };
 
 		for (int d = 0; d < 3; d++) {
 			/* control first, then tool, then bulk; FIFO within each */
@@ -244,11 +266,7 @@ Test(route, control_lane_overtakes_bulk_and_copies_reach_every_destination)
 			}
 		}
 	}
-	kill(router, SIGKILL);
-	ut_wait(router);
-	mc_seg_detach(&proto);
-	mc_seg_detach(&pers);
-	mc_seg_detach(&mon);
+	peers_done(&w, router);
 	mc_seg_release_client(&sub);
 	mc_seg_detach(&sub);
 }
@@ -279,20 +297,18 @@ static long sleeps_of(pid_t pid)
  */
 Test(route, an_idle_router_sleeps_after_a_lazy_pass)
 {
-	struct mc_seg proto, pers, mon;
+	struct peers w;
 	pid_t router;
 	long before, after;
 	char *got;
 
-	attach_worker(&proto, MC_WORKER_PROTOCOL);
-	attach_worker(&pers, MC_WORKER_PERSISTENCE);
-	attach_worker(&mon, MC_WORKER_MONITOR);
+	peers_attach(&w);
 	router = start_router();
-	send_mcp(&proto, "lazy", MC_LANE_BULK);     /* MCPMessage frames are lazy */
-	got = recv_type(&pers);
+	send_mcp(&w.proto, "lazy", MC_LANE_BULK);   /* MCPMessage frames are lazy */
+	got = recv_type(&w.pers);
 	cr_assert_str_eq(got, "lazy");
 	free(got);
-	got = recv_type(&mon);
+	got = recv_type(&w.mon);
 	free(got);
 	usleep(200000);         /* past any nap and the first rungs of the ladder */
 	before = sleeps_of(router);
@@ -301,13 +317,9 @@ Test(route, an_idle_router_sleeps_after_a_lazy_pass)
 	cr_assert_lt(after - before, 60, "an idle router woke %ld times in 300 ms",
 	    after - before);
 	/* and it still wakes for the next frame */
-	send_mcp(&proto, "again", MC_LANE_BULK);
-	got = recv_type(&pers);
+	send_mcp(&w.proto, "again", MC_LANE_BULK);
+	got = recv_type(&w.pers);
 	cr_assert_str_eq(got, "again");
 	free(got);
-	kill(router, SIGKILL);
-	ut_wait(router);
-	mc_seg_detach(&proto);
-	mc_seg_detach(&pers);
-	mc_seg_detach(&mon);
+	peers_done(&w, router);
 }
