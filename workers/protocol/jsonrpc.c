@@ -98,7 +98,7 @@ int mc_rpc_parse(const char *buf, size_t len, struct mc_rpc_msg *out, char *err,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	out->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	out->root = mc_json_load(buf, len, &je);
 	if (out->root == NULL)
 		return mc_rpc_fail(err, errlen, MC_RPC_PARSE_ERROR, "invalid JSON at byte %d: %s",
 		    je.position, je.text);

@@ -86,6 +86,26 @@ json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data);
  */
 char *mc_json_dump(const json_t *doc, char *buf, size_t cap, size_t *len);
 
+/* ---- jsonload.c ----------------------------------------------------------- */
+
+/*
+ * The document in buf[len]: the tree json_loadb(buf, len,
+ * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, err) gives, accepting and
+ * refusing exactly the texts it does, at a fraction of its cost (why:
+ * jsonload.c).  Any value may be the root; the caller owns it
+ * (json_decref).  NULL when the text is refused or memory runs out, with
+ * err (may be NULL) saying why: err->position is the byte offset where
+ * the text went wrong (0..len), err->text a sentence (not jansson's
+ * wording), json_error_code(err) jansson's code.  On success err is left
+ * as json_loadb leaves it.  Any thread; no state kept.
+ */
+json_t *mc_json_load(const char *buf, size_t len, json_error_t *err);
+
+/* Are s[0..n) well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF; NUL allowed)?  Exactly the bytes
+ * jansson accepts in a string (json_stringn).  Any thread. */
+bool mc_utf8_valid(const void *s, size_t n);
+
 /* ---- session.c ------------------------------------------------------------ */
 
 #define MC_SESSION_NS       "mcp.session"       /* state namespace of sessions */
