@@ -1,12 +1,13 @@
 /*
  * mc_util.h - tiny helpers every mcpcore file uses: clocks, alignment,
- * branch hints, decimal formatting.  Header-only; no state.
+ * branch hints, decimal formatting, bounded copies.  Header-only; no state.
  */
 #ifndef MC_UTIL_H
 #define MC_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #define MC_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -62,6 +63,17 @@ static inline size_t mc_u64toa(uint64_t v, char out[21])
 	for (i = 0; i < n; i++)
 		out[i] = tmp[n - 1 - i];
 	out[n] = '\0';
+	return n;
+}
+
+/* s[0..n) into dst[cap] (cap > 0), cut to fit, NUL-terminated; returns
+ * the length copied.  snprintf("%.*s") without its format parsing. */
+static inline size_t mc_strbcpy(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n > cap - 1)
+		n = cap - 1;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
 	return n;
 }
 

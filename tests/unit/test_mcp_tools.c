@@ -10,9 +10,11 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mc_protocol.h"
+#include "mc_state.h"
 
 static void setup(void)
 {
@@ -81,15 +83,88 @@ Test(mcp_tools, schema_checker)
 	cr_assert_str_eq(err, "arguments.z: unknown property");
 }
 
+/* tools/call with params; a result given at once is parsed back into
+ * *result (NULL when the call needs the state worker, or failed). */
 static int start(const char *params, struct mc_tool_call *call, json_t **result, char *err)
 {
 	json_t *p = json_loads(params, 0, NULL);
+	struct mc_jtext t;
+	json_error_t je;
+	size_t len;
+	char *text;
 	int rc;
 
 	cr_assert_not_null(p);
-	rc = mc_tools_start(NULL, p, call, result, err, 256);
+	mc_jtext_init(&t, NULL, 0);
+	rc = mc_tools_start(NULL, p, call, &t, err, 256);
 	json_decref(p);
+	text = mc_jtext_end(&t, &len);
+	cr_assert_not_null(text);
+	*result = NULL;
+	if (rc == 0 && !call->needs_state) {
+		*result = json_loadb(text, len, 0, &je);
+		cr_assert_not_null(*result, "%s: %s", text, je.text);
+	} else {
+		cr_assert_eq(len, 0, "nothing is written unless answered at once: %s", text);
+	}
+	free(text);
 	return rc;
+}
+
+/* The state_get result for meta/value, as text, must be the document the
+ * tools used to build (jansson), dumped: same members, same order, and the
+ * text content must be the structuredContent's own text. */
+static void get_result_is(const struct mc_state_value *meta, const char *value,
+    const char *structured)
+{
+	json_t *want_s = json_loads(structured, 0, NULL), *want;
+	char buf[16], *got, *want_text, *s_text;
+	struct mc_state_value m;
+	struct mc_jtext t;
+	size_t len, wlen, slen;
+
+	cr_assert_not_null(want_s, "%s", structured);
+	s_text = mc_json_dump(want_s, NULL, 0, &slen);
+	want = json_pack("{s:[{s:s, s:s%}], s:O, s:b}", "content", "type", "text", "text", s_text,
+	    slen, "structuredContent", want_s, "isError", 0);
+	want_text = mc_json_dump(want, NULL, 0, &wlen);
+	mc_jtext_init(&t, buf, sizeof(buf));    /* small: the text moves to the heap */
+	if (meta != NULL) {
+		m = *meta;
+		m.len = (uint32_t)strlen(value);
+	}
+	mc_tools_get_result(&t, meta ? &m : NULL, (const uint8_t *)value);
+	got = mc_jtext_end(&t, &len);
+	cr_assert_not_null(got);
+	cr_assert_eq(len, wlen, "got  %s\nwant %s", got, want_text);
+	cr_assert_str_eq(got, want_text);
+	free(got);
+	free(want_text);
+	free(s_text);
+	json_decref(want);
+	json_decref(want_s);
+}
+
+Test(mcp_tools, state_get_results_as_text)
+{
+	struct mc_state_value m = { .version = 1796671134651371, .mtime = 1796671134651371111,
+		.expires = 0 };
+
+	get_result_is(NULL, NULL, "{\"found\":false}");
+	get_result_is(&m, "a \"q\" \\ \n\x01/\xc3\xa9",
+	    "{\"found\":true,\"version\":1796671134651371,\"mtime_ns\":1796671134651371111,"
+	    "\"value\":\"a \\\"q\\\" \\\\ \\n\\u0001/\\u00e9\"}");
+	m.expires = 9;
+	get_result_is(&m, "", "{\"found\":true,\"version\":1796671134651371,"
+	    "\"mtime_ns\":1796671134651371111,\"expires_ns\":9,\"value\":\"\"}");
+	/* not UTF-8 (a lone continuation byte, an overlong '/', a surrogate): hex */
+	m.expires = 0;
+	get_result_is(&m, "a\x80z", "{\"found\":true,\"version\":1796671134651371,"
+	    "\"mtime_ns\":1796671134651371111,\"value_hex\":\"61807a\"}");
+	get_result_is(&m, "\xc0\xaf", "{\"found\":true,\"version\":1796671134651371,"
+	    "\"mtime_ns\":1796671134651371111,\"value_hex\":\"c0af\"}");
+	get_result_is(&m, "\xed\xa0\x80", "{\"found\":true,\"version\":1796671134651371,"
+	    "\"mtime_ns\":1796671134651371111,\"value_hex\":\"eda080\"}");
 }
 
 Test(mcp_tools, call_parameter_errors)

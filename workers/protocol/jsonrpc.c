@@ -159,3 +159,13 @@ json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data)
 	return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
 	    "error", e);
 }
+
+void mc_rpc_result_open(struct mc_jtext *t, const json_t *id)
+{
+	mc_jtext_lit(t, "{\"jsonrpc\":\"2.0\",\"id\":");
+	if (id != NULL)
+		mc_jtext_json(t, id);
+	else
+		mc_jtext_lit(t, "null");
+	mc_jtext_lit(t, ",\"result\":");
+}

@@ -4,6 +4,8 @@
  *
  *   jsonrpc.c   JSON-RPC 2.0 message shape (no I/O, no state): parse and
  *               classify a POST body, build responses and errors
+ *   jsonload.c  JSON text to a jansson document (the requests), strict
+ *   jsondump.c  JSON text out: documents dumped, answers written as text
  *   session.c   MCP sessions: the lifecycle machine (which method may come
  *               in which state), version negotiation, the record kept in
  *               the state manager, session ids
@@ -73,6 +75,13 @@ int mc_rpc_parse(const char *buf, size_t len, struct mc_rpc_msg *out, char *err,
 json_t *mc_rpc_result(json_t *id, json_t *result);
 json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data);
 
+struct mc_jtext;
+
+/* The start of a result answer as text, up to and including "result":
+ * the caller appends the result and the closing brace.  With them it is
+ * the text of mc_rpc_result(id, result), without building that document. */
+void mc_rpc_result_open(struct mc_jtext *t, const json_t *id);
+
 /* ---- jsondump.c ----------------------------------------------------------- */
 
 /*
@@ -82,9 +91,39 @@ json_t *mc_rpc_error(json_t *id, int code, const char *message, json_t *data);
  * a malloc'd string (always, with buf NULL and cap 0).  Any value may be
  * the root.  Returns buf, that string (free it when it is not buf), or NULL
  * when out of memory; *len is the text's length (the text is
- * NUL-terminated).  Any thread; no state kept.
+ * NUL-terminated).  Any thread.
  */
 char *mc_json_dump(const json_t *doc, char *buf, size_t cap, size_t *len);
+
+/*
+ * JSON text built piece by piece, for answers whose shape is fixed: the
+ * literal parts are copied, data goes through mc_jtext_str / _int / _json,
+ * which write exactly what mc_json_dump would for that value.  The text
+ * starts in the caller's buf[cap] (or on the heap with cap 0) and moves to
+ * the heap when it outgrows it.  Out of memory is sticky: later calls do
+ * nothing and mc_jtext_end returns NULL.  One thread per text.
+ */
+struct mc_jtext {
+	char *buf;
+	size_t len, cap;
+	bool heap;                      /* buf is malloc'd (ours to free) */
+	bool oom;
+};
+
+void mc_jtext_init(struct mc_jtext *t, char *buf, size_t cap);
+void mc_jtext_raw(struct mc_jtext *t, const char *s, size_t n);   /* as is */
+#define mc_jtext_lit(t, lit) mc_jtext_raw((t), (lit), sizeof(lit) - 1)
+void mc_jtext_str(struct mc_jtext *t, const char *s, size_t n);   /* a JSON string */
+void mc_jtext_int(struct mc_jtext *t, int64_t v);
+void mc_jtext_json(struct mc_jtext *t, const json_t *v);          /* any value */
+/* The NUL-terminated text (buf, or a malloc'd string the caller frees when
+ * it is not buf) and its length; NULL when out of memory (nothing to free). */
+char *mc_jtext_end(struct mc_jtext *t, size_t *len);
+/* Drop a text without ending it (frees what went to the heap). */
+void mc_jtext_free(struct mc_jtext *t);
+/* The text as a malloc'd string whichever buffer it is in (for a reply
+ * body); NULL when out of memory.  t is done with either way. */
+char *mc_jtext_take(struct mc_jtext *t, size_t *len);
 
 /* ---- jsonload.c ----------------------------------------------------------- */
 
@@ -220,14 +259,23 @@ struct mc_tool_call {
 };
 
 /*
- * Start tools/call with params.  Returns 0 with either *result set (a
- * CallToolResult, a new reference: answered at once) or call->needs_state
- * (send call->req, then mc_tools_finish with the result); or
- * MC_RPC_INVALID_PARAMS with the reason in err (unknown tool, arguments
- * not matching the schema).  call->args is released by mc_tools_done.
+ * Start tools/call with params.  Returns 0 with either the CallToolResult
+ * appended to out as JSON text (answered at once: reads, and tool errors)
+ * or call->needs_state (send call->req, then mc_tools_finish with the
+ * result); or MC_RPC_INVALID_PARAMS with the reason in err (unknown tool,
+ * arguments not matching the schema), out untouched.  call->args is
+ * released by mc_tools_done.
  */
 int mc_tools_start(const struct mc_seg *seg, const json_t *params, struct mc_tool_call *call,
-    json_t **result, char *err, size_t errlen);
+    struct mc_jtext *out, char *err, size_t errlen);
+
+struct mc_state_value;
+
+/* state_get's CallToolResult, appended to out: meta and the value's
+ * meta->len bytes when found, meta NULL when not ({"found": false}).
+ * A value that is not UTF-8 is given as value_hex. */
+void mc_tools_get_result(struct mc_jtext *out, const struct mc_state_value *meta,
+    const uint8_t *value);
 
 /* The CallToolResult for a state op's outcome (a new reference). */
 json_t *mc_tools_finish(const struct mc_tool_call *call, const struct mc_state_res *res);

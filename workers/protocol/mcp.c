@@ -213,32 +213,55 @@ void mc_mcp_reply_free(struct mc_mcp_reply *r)
 
 /* ---- building replies ----------------------------------------------------- */
 
-/* Dumped into a stack buffer first: one exact allocation instead of
- * jansson's growing one and its final copy. */
-static char *mc_reply_dump(const json_t *doc, size_t *len)
+/* The body from a finished text t (dumped into a stack buffer first: one
+ * exact allocation instead of a growing one and a final copy); 500 and
+ * close when out of memory. */
+static void mc_reply_text(struct mc_mcp_reply *r, int status, struct mc_jtext *t)
 {
-	char buf[4096], *text = mc_json_dump(doc, buf, sizeof(buf), len), *out;
-
-	if (text != buf)
-		return text;
-	out = malloc(*len + 1);
-	if (out != NULL)
-		memcpy(out, buf, *len + 1);
-	else
-		*len = 0;
-	return out;
+	r->status = status;
+	r->body = mc_jtext_take(t, &r->body_len);
+	r->ctype = "application/json";
+	if (r->body == NULL) {
+		r->status = 500;
+		r->ctype = NULL;
+		r->close = true;
+	}
 }
 
 static void mc_reply_json(struct mc_mcp_reply *r, int status, json_t *doc)
 {
-	r->status = status;
-	r->body = doc ? mc_reply_dump(doc, &r->body_len) : NULL;
-	r->ctype = r->body ? "application/json" : NULL;
-	if (doc != NULL && r->body == NULL) {
-		r->status = 500;
-		r->close = true;
+	char buf[4096];
+	struct mc_jtext t;
+
+	if (doc == NULL) {
+		r->status = status;
+		r->body = NULL;
+		r->body_len = 0;
+		r->ctype = NULL;
+		return;
 	}
+	mc_jtext_init(&t, buf, sizeof(buf));
+	mc_jtext_json(&t, doc);
 	json_decref(doc);
+	mc_reply_text(r, status, &t);
+}
+
+/* 200 with the JSON-RPC answer carrying result (stolen; NULL when out of
+ * memory: 500), written as text around it (mc_rpc_result_open). */
+static void mc_reply_result(struct mc_mcp_reply *r, const json_t *id, json_t *result)
+{
+	char buf[4096];
+	struct mc_jtext t;
+
+	mc_jtext_init(&t, buf, sizeof(buf));
+	mc_rpc_result_open(&t, id);
+	if (result != NULL)
+		mc_jtext_json(&t, result);
+	else
+		t.oom = true;
+	mc_jtext_lit(&t, "}");
+	json_decref(result);
+	mc_reply_text(r, 200, &t);
 }
 
 static void mc_reply_rpc_error(struct mc_mcp_reply *r, int status, json_t *id, int code,
@@ -603,9 +626,9 @@ static void mc_mcp_record_begin(struct mc_mcp *m, const struct mc_rpc_msg *msg, 
     size_t len)
 {
 	struct mc_inrec *in = &m->in;
+	const char *type = msg->kind == MC_RPC_RESPONSE ? "response" : msg->method;
 
-	snprintf(in->type, sizeof(in->type), "%s",
-	    msg->kind == MC_RPC_RESPONSE ? "response" : msg->method);
+	mc_strbcpy(in->type, sizeof(in->type), type, strlen(type));
 	in->lane = mc_mcp_lane(msg);
 	in->wall_ns = mc_wall_ns();
 	in->body = body;
@@ -783,7 +806,7 @@ static void mc_mcp_fixture_ask(struct mc_mcp *m, const struct mc_http_request *r
 		json_t *res = json_pack("{s:[{s:s, s:s+}], s:b}", "content", "type", "text", "text",
 		    "the client does not support ", meth, "isError", 1);
 
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, res));
+		mc_reply_result(reply, msg->id, res);
 		return;
 	}
 	if (!mc_mcp_accepts_sse(req) || m->env.stream_push == NULL) {
@@ -996,7 +1019,7 @@ static void mc_mcp_subscribe(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 		    "cannot subscribe: too many subscriptions");
 		return;
 	}
-	mc_reply_json(reply, 200, mc_rpc_result(msg->id, json_object()));
+	mc_reply_result(reply, msg->id, json_object());
 	if (on && strcmp(uri, "test://watched-resource") == 0)
 		mc_mcp_resource_updated(m, uri);
 }
@@ -1050,7 +1073,7 @@ static int mc_mcp_fixture_method(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 	if (result == NULL)
 		mc_reply_rpc_error(reply, 500, msg->id, MC_RPC_INTERNAL_ERROR, "out of memory");
 	else
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, result));
+		mc_reply_result(reply, msg->id, result);
 	return 1;
 }
 
@@ -1059,8 +1082,8 @@ static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 {
 	struct mc_tool_call call;
 	struct mc_pending *p;
-	json_t *result = NULL;
-	char err[256];
+	char err[256], buf[4096];
+	struct mc_jtext t;
 	int rc, e = 0;
 
 	if (msg->params == NULL) {
@@ -1068,16 +1091,22 @@ static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 		    "tools/call needs params {name, arguments}");
 		return 0;
 	}
-	rc = mc_tools_start(m->env.seg, msg->params, &call, &result, err, sizeof(err));
+	/* a tool answered at once appends its result to the answer's text */
+	mc_jtext_init(&t, buf, sizeof(buf));
+	mc_rpc_result_open(&t, msg->id);
+	rc = mc_tools_start(m->env.seg, msg->params, &call, &t, err, sizeof(err));
 	if (rc != 0) {
+		mc_jtext_free(&t);
 		mc_reply_rpc_error(reply, 200, msg->id, rc, err);
 		return 0;
 	}
 	if (!call.needs_state) {
 		mc_tools_done(&call);
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, result));
+		mc_jtext_lit(&t, "}");
+		mc_reply_text(reply, 200, &t);
 		return 0;
 	}
+	mc_jtext_free(&t);
 	mc_log_debug("mcp_tool_call", "{s:s, s:s, s:s}", "correlation_id", m->corr, "session", s->id,
 	    "tool", call.name);
 	p = mc_mcp_park(m, &call.req, token, MC_P_TOOL, msg->id, &e);
@@ -1088,7 +1117,7 @@ static int mc_mcp_tools_call(struct mc_mcp *m, const struct mc_rpc_msg *msg,
 			    MCPCORE__STATE_RESULT__STATUS__TOO_LARGE :
 			    MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST };
 
-			mc_reply_json(reply, 200, mc_rpc_result(msg->id, mc_tools_finish(&call, &res)));
+			mc_reply_result(reply, msg->id, mc_tools_finish(&call, &res));
 		} else {
 			mc_reply_busy(reply, msg->id, e);
 		}
@@ -1107,7 +1136,7 @@ static int mc_mcp_request(struct mc_mcp *m, const struct mc_http_request *req,
 	const char *meth = msg->method;
 
 	if (strcmp(meth, "ping") == 0) {
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, json_object()));
+		mc_reply_result(reply, msg->id, json_object());
 		return 0;
 	}
 	if (strcmp(meth, "tools/list") == 0) {
@@ -1120,7 +1149,7 @@ static int mc_mcp_request(struct mc_mcp *m, const struct mc_http_request *req,
 				json_array_extend(json_object_get(list, "tools"), fx);
 			json_decref(fx);
 		}
-		mc_reply_json(reply, 200, mc_rpc_result(msg->id, list));
+		mc_reply_result(reply, msg->id, list);
 		return 0;
 	}
 	if (strcmp(meth, "tools/call") == 0) {
@@ -1211,7 +1240,7 @@ static int mc_mcp_post(struct mc_mcp *m, const struct mc_http_request *req, cons
 		const struct mc_http_str *sh = mc_http_header(req, "Mcp-Session-Id");
 
 		if (sh != NULL && mc_session_id_ok(sh->p, sh->n))
-			snprintf(m->sid, sizeof(m->sid), "%.*s", (int)sh->n, sh->p);
+			mc_strbcpy(m->sid, sizeof(m->sid), sh->p, sh->n);
 	}
 	mc_mcp_record_begin(m, &msg, body, blen);
 	rc = 0;
@@ -1357,7 +1386,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 			    "cannot store the session");
 			break;
 		}
-		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_mcp_init_result(m, &p->sess)));
+		mc_reply_result(reply, p->rpc_id, mc_mcp_init_result(m, &p->sess));
 		mc_reply_header(reply, "Mcp-Session-Id", p->sess.id);
 		mc_log_info("mcp_session_created", "{s:s, s:s, s:s, s:s}", "correlation_id", p->corr,
 		    "session", p->sess.id,
@@ -1372,7 +1401,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 		break;
 	case MC_P_LEVEL:
 		if (ok)
-			mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, json_object()));
+			mc_reply_result(reply, p->rpc_id, json_object());
 		else
 			mc_reply_rpc_error(reply, 200, p->rpc_id, MC_RPC_INTERNAL_ERROR,
 			    "cannot store the session");
@@ -1387,7 +1416,7 @@ static void mc_mcp_complete(struct mc_mcp *m, struct mc_pending *p, const struct
 		}
 		break;
 	case MC_P_TOOL:
-		mc_reply_json(reply, 200, mc_rpc_result(p->rpc_id, mc_tools_finish(&p->tool, res)));
+		mc_reply_result(reply, p->rpc_id, mc_tools_finish(&p->tool, res));
 		break;
 	case MC_P_CLIENT:
 		break;          /* no state op: finished by mc_mcp_client_response */

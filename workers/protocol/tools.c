@@ -167,8 +167,13 @@ static int mc_schema_object(const json_t *schema, const json_t *value, const cha
 	json_object_foreach((json_t *)value, k, v) {
 		const json_t *sub = json_object_get(props, k);
 		char path[160];
+		size_t n = mc_strbcpy(path, sizeof(path), where, strlen(where));
 
-		snprintf(path, sizeof(path), "%s.%s", where, k);
+		/* where.k, cut to fit: built by hand, it is made for every property */
+		if (n + 1 < sizeof(path)) {
+			path[n++] = '.';
+			mc_strbcpy(path + n, sizeof(path) - n, k, strlen(k));
+		}
 		if (sub == NULL) {
 			if (json_is_false(json_object_get(schema, "additionalProperties"))) {
 				snprintf(err, errlen, "%s: unknown property", path);
@@ -280,10 +285,25 @@ static json_t *mc_tool_error(const char *fmt, const char *arg)
 	return mc_tool_doc(json_string(msg), NULL, true);
 }
 
+/* v[0..n) in hex: a malloc'd string of 2n characters (NUL-terminated), or NULL. */
+static char *mc_tool_hex(const uint8_t *v, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	char *h = malloc(2 * n + 1);
+
+	if (h == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		h[2 * i] = digits[v[i] >> 4];
+		h[2 * i + 1] = digits[v[i] & 15];
+	}
+	h[2 * n] = '\0';
+	return h;
+}
+
 /* A value as a JSON member: "value" when UTF-8 text, else "value_hex". */
 static void mc_tool_put_value(json_t *obj, const uint8_t *v, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	json_t *s = json_stringn((const char *)v, n);
 	char *h;
 
@@ -291,14 +311,9 @@ static void mc_tool_put_value(json_t *obj, const uint8_t *v, size_t n)
 		json_object_set_new(obj, "value", s);
 		return;
 	}
-	h = malloc(2 * n + 1);
-	if (h == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		h[2 * i] = hex[v[i] >> 4];
-		h[2 * i + 1] = hex[v[i] & 15];
-	}
-	json_object_set_new(obj, "value_hex", json_stringn(h, 2 * n));
+	h = mc_tool_hex(v, n);
+	if (h != NULL)
+		json_object_set_new(obj, "value_hex", json_stringn(h, 2 * n));
 	free(h);
 }
 
@@ -325,31 +340,90 @@ static uint8_t *mc_tool_value_buf(const struct mc_seg *seg, size_t *cap)
 	return buf;
 }
 
-static json_t *mc_tool_get(const struct mc_seg *seg, const char *ns, const char *key)
+/*
+ * state_get's answer, written straight as text: it is the hot read, and
+ * building a document only to dump it (twice: the text content is the
+ * JSON of structuredContent) was most of a request's cost.  The bytes are
+ * what mc_tool_result would give for the same document, members in the
+ * same order (tests/unit/test_mcp_tools.c checks).
+ */
+void mc_tools_get_result(struct mc_jtext *out, const struct mc_state_value *meta,
+    const uint8_t *v)
+{
+	char sbuf[1024];
+	struct mc_jtext s;
+	size_t slen;
+	char *st;
+
+	mc_jtext_init(&s, sbuf, sizeof(sbuf));
+	if (meta == NULL) {
+		mc_jtext_lit(&s, "{\"found\":false}");
+	} else {
+		mc_jtext_lit(&s, "{\"found\":true,\"version\":");
+		mc_jtext_int(&s, (int64_t)meta->version);
+		mc_jtext_lit(&s, ",\"mtime_ns\":");
+		mc_jtext_int(&s, (int64_t)meta->mtime);
+		if (meta->expires) {
+			mc_jtext_lit(&s, ",\"expires_ns\":");
+			mc_jtext_int(&s, (int64_t)meta->expires);
+		}
+		if (mc_utf8_valid(v, meta->len)) {
+			mc_jtext_lit(&s, ",\"value\":");
+			mc_jtext_str(&s, (const char *)v, meta->len);
+		} else {
+			char *h = mc_tool_hex(v, meta->len);
+
+			mc_jtext_lit(&s, ",\"value_hex\":\"");
+			if (h != NULL)
+				mc_jtext_raw(&s, h, 2 * (size_t)meta->len);
+			else
+				s.oom = true;
+			mc_jtext_lit(&s, "\"");
+			free(h);
+		}
+		mc_jtext_lit(&s, "}");
+	}
+	st = mc_jtext_end(&s, &slen);
+	if (st == NULL) {
+		out->oom = true;
+		return;
+	}
+	mc_jtext_lit(out, "{\"content\":[{\"type\":\"text\",\"text\":");
+	mc_jtext_str(out, st, slen);
+	mc_jtext_lit(out, "}],\"structuredContent\":");
+	mc_jtext_raw(out, st, slen);
+	mc_jtext_lit(out, ",\"isError\":false}");
+	if (st != sbuf)
+		free(st);
+}
+
+/* Append a result document to out (and release it). */
+static void mc_tool_emit(struct mc_jtext *out, json_t *result)
+{
+	if (result == NULL)
+		out->oom = true;
+	else
+		mc_jtext_json(out, result);
+	json_decref(result);
+}
+
+static void mc_tool_get(const struct mc_seg *seg, const char *ns, const char *key,
+    struct mc_jtext *out)
 {
 	struct mc_state_value meta;
 	size_t cap;
 	uint8_t *buf = mc_tool_value_buf(seg, &cap);
-	json_t *out;
 	int rc;
 
-	if (buf == NULL)
-		return mc_tool_error("%s", "out of memory");
-	rc = mc_state_get(seg, ns, strlen(ns), key, strlen(key), buf, cap, &meta);
-	if (rc == -ENOENT) {
-		out = mc_tool_result(json_pack("{s:b}", "found", 0), false);
-	} else if (rc != 0) {
-		out = mc_tool_error("state_get failed: %s", mc_strerror(rc));
-	} else {
-		json_t *s = json_pack("{s:b, s:I, s:I}", "found", 1, "version",
-		    (json_int_t)meta.version, "mtime_ns", (json_int_t)meta.mtime);
-
-		if (meta.expires)
-			json_object_set_new(s, "expires_ns", json_integer((json_int_t)meta.expires));
-		mc_tool_put_value(s, buf, meta.len);
-		out = mc_tool_result(s, false);
+	if (buf == NULL) {
+		mc_tool_emit(out, mc_tool_error("%s", "out of memory"));
+		return;
 	}
-	return out;
+	rc = mc_state_get(seg, ns, strlen(ns), key, strlen(key), buf, cap, &meta);
+	if (rc == 0 || rc == -ENOENT)
+		mc_tools_get_result(out, rc == 0 ? &meta : NULL, buf);
+	else
+		mc_tool_emit(out, mc_tool_error("state_get failed: %s", mc_strerror(rc)));
 }
 
 struct mc_scan_ctx {
@@ -458,7 +532,7 @@ static void mc_tool_prepare(int t, struct mc_tool_call *call)
 }
 
 int mc_tools_start(const struct mc_seg *seg, const json_t *params, struct mc_tool_call *call,
-    json_t **result, char *err, size_t errlen)
+    struct mc_jtext *out, char *err, size_t errlen)
 {
 	const char *name = json_string_value(json_object_get(params, "name"));
 	json_t *args = json_object_get(params, "arguments");
@@ -466,7 +540,6 @@ int mc_tools_start(const struct mc_seg *seg, const json_t *params, struct mc_too
 	int t;
 
 	memset(call, 0, sizeof(*call));
-	*result = NULL;
 	if (name == NULL) {
 		snprintf(err, errlen, "params.name: expected the name of a tool (a string)");
 		return MC_RPC_INVALID_PARAMS;
@@ -481,27 +554,26 @@ int mc_tools_start(const struct mc_seg *seg, const json_t *params, struct mc_too
 		return MC_RPC_INVALID_PARAMS;
 	}
 	call->args = args ? json_incref(args) : json_object();
-	snprintf(call->name, sizeof(call->name), "%s", name);
+	mc_strbcpy(call->name, sizeof(call->name), name, strlen(name));
 	if (mc_schema_check(mc_tool_schemas[t], call->args, "arguments", err, errlen) != 0) {
 		mc_tools_done(call);
 		return MC_RPC_INVALID_PARAMS;
 	}
 	ns = json_string_value(json_object_get(call->args, "namespace"));
 	if (ns != NULL && strcmp(ns, MC_SESSION_NS) == 0) {
-		*result = mc_tool_error("namespace \"%s\" is reserved for the runtime's sessions",
-		    MC_SESSION_NS);
+		mc_tool_emit(out, mc_tool_error("namespace \"%s\" is reserved for the runtime's sessions",
+		    MC_SESSION_NS));
 		return 0;
 	}
 	switch (t) {
 	case MC_T_GET:
-		*result = mc_tool_get(seg, ns,
-		    json_string_value(json_object_get(call->args, "key")));
+		mc_tool_get(seg, ns, json_string_value(json_object_get(call->args, "key")), out);
 		break;
 	case MC_T_SCAN:
-		*result = mc_tool_scan(seg, call->args);
+		mc_tool_emit(out, mc_tool_scan(seg, call->args));
 		break;
 	case MC_T_STATUS:
-		*result = mc_tool_result(mc_tools_status_doc(seg), false);
+		mc_tool_emit(out, mc_tool_result(mc_tools_status_doc(seg), false));
 		break;
 	default:
 		mc_tool_prepare(t, call);
