@@ -11,6 +11,7 @@
 #include "mc_http.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* tchar of RFC 9110 5.6.2 */
 static bool mc_http_tchar(unsigned char c)
@@ -43,21 +44,11 @@ static enum mc_http_result mc_http_fail(struct mc_http_parser *p, int status, co
 	return MC_HTTP_ERROR;
 }
 
-static char mc_lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
+/* strncasecmp folds ASCII letters only in the C locale, which no mcpcore
+ * process leaves: header names and tokens are ASCII (RFC 9110). */
 static bool mc_caseeq(const char *s, size_t n, const char *lit)
 {
-	size_t m = strlen(lit);
-
-	if (n != m)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (mc_lower(s[i]) != mc_lower(lit[i]))
-			return false;
-	return true;
+	return n == strlen(lit) && strncasecmp(s, lit, n) == 0;
 }
 
 bool mc_http_eq(struct mc_http_str s, const char *lit)
@@ -336,8 +327,10 @@ enum mc_http_result mc_http_parse(struct mc_http_parser *p, const char *buf, siz
 
 const struct mc_http_str *mc_http_header(const struct mc_http_request *req, const char *name)
 {
+	size_t n = strlen(name);
+
 	for (uint32_t i = 0; i < req->nheaders; i++)
-		if (mc_http_caseeq(req->headers[i].name, name))
+		if (req->headers[i].name.n == n && strncasecmp(req->headers[i].name.p, name, n) == 0)
 			return &req->headers[i].value;
 	return NULL;
 }
