@@ -237,14 +237,18 @@ static int mc_pbatch_state_put(struct mc_pbatch *b, const struct mc_pstore *st,
 	return rc;
 }
 
-/* The record's own time (field `field`, a varint), or now when absent/0. */
-static uint64_t mc_pbatch_time(const uint8_t *data, uint32_t len, uint32_t field, uint64_t now)
+/* The field of a kind's own time (a varint: ns since the epoch), 0 when
+ * it has none (stored at the time it is received). */
+static uint32_t mc_pbatch_time_field(uint16_t kind)
 {
-	struct mc_pb_field f;
-
-	if (field != 0 && mc_pb_scan(data, len, field, &f) == 1 && f.wire == 0 && f.u64 != 0)
-		return f.u64;
-	return now;
+	switch (kind) {
+	case MC_FK_MCP:
+		return 1;               /* MCPMessage.timestamp */
+	case MC_FK_TRAINING_DATA:
+		return 2;               /* TrainingData.timestamp */
+	default:
+		return 0;
+	}
 }
 
 enum mc_pbatch_verdict mc_pbatch_add(struct mc_pbatch *b, const struct mc_msg *m,
@@ -252,7 +256,9 @@ enum mc_pbatch_verdict mc_pbatch_add(struct mc_pbatch *b, const struct mc_msg *m
     uint64_t now_wall, char *why, size_t whylen)
 {
 	struct mc_pbatch_item *it;
+	struct mc_pb_field tf;
 	uint64_t t = now_wall;
+	int found;
 
 	if (!mc_pbatch_storable(kind))
 		return MC_PB_NOT_STORED;
@@ -264,11 +270,18 @@ enum mc_pbatch_verdict mc_pbatch_add(struct mc_pbatch *b, const struct mc_msg *m
 		return MC_PB_DUPLICATE;
 	if (b->n == b->cap)
 		return MC_PB_FULL;
-	/* the top level must be a well-formed message: scanning for field 0 checks it */
-	if (mc_pb_scan(data, len, 0, NULL) < 0) {
+	/*
+	 * The top level must be a well-formed message: one scan reads all of
+	 * it, and finds the record's own time on the way (a scan for field 0
+	 * finds nothing: it only checks).
+	 */
+	found = mc_pb_scan(data, len, mc_pbatch_time_field(kind), &tf);
+	if (found < 0) {
 		snprintf(why, whylen, "payload of kind %u is not a protobuf message", kind);
 		goto rejected;
 	}
+	if (found == 1 && tf.wire == 0 && tf.u64 != 0)
+		t = tf.u64;
 	switch (kind) {
 	case MC_FK_STATE_CHANGES:
 		if (mc_pbatch_state_check(data, len, why, whylen) != 0)
@@ -288,14 +301,8 @@ enum mc_pbatch_verdict mc_pbatch_add(struct mc_pbatch *b, const struct mc_msg *m
 		}
 		break;
 	}
-	case MC_FK_MCP:
-		t = mc_pbatch_time(data, len, 1, now_wall);     /* MCPMessage.timestamp */
-		break;
-	case MC_FK_TRAINING_DATA:
-		t = mc_pbatch_time(data, len, 2, now_wall);     /* TrainingData.timestamp */
-		break;
 	default:
-		break;                                          /* metrics: when received */
+		break;
 	}
 	it = &b->items[b->n++];
 	if (m != NULL)
