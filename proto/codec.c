@@ -1,10 +1,17 @@
 /*
- * codec.c - pack protobuf-c messages into frames and back (mc_proto.h).
+ * codec.c - pack protobuf-c messages into frames and back (mc_proto.h):
+ * decoding onto the heap or into a bump arena (ARENA DECODING); the wire
+ * scanner hot readers use.
  */
 #include "mc_proto.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "mc_util.h"
 
 static const ProtobufCMessageDescriptor *const mc_proto_kinds[MC_FK_COUNT] = {
 	[MC_FK_RAW] = NULL,
@@ -28,8 +35,13 @@ const ProtobufCMessageDescriptor *mc_proto_descriptor(uint16_t kind)
 
 int mc_proto_kind(const ProtobufCMessageDescriptor *desc)
 {
-	for (int k = 0; k < MC_FK_COUNT; k++)
-		if (desc != NULL && mc_proto_kinds[k] == desc)
+	/* every tool call sends one of these two: no walk of the table for them */
+	if (desc == &mcpcore__state_request__descriptor)
+		return MC_FK_STATE_REQUEST;
+	if (desc == &mcpcore__state_reply__descriptor)
+		return MC_FK_STATE_REPLY;
+	for (int k = 0; desc != NULL && k < MC_FK_COUNT; k++)
+		if (mc_proto_kinds[k] == desc)
 			return k;
 	return -1;
 }
@@ -62,13 +74,131 @@ int mc_proto_send_lane(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t
 	return rc;
 }
 
-ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f)
+static ProtobufCMessage *mc_proto_decode(ProtobufCAllocator *al, const struct mc_frame *f)
 {
 	const ProtobufCMessageDescriptor *d = mc_proto_descriptor(f->f_kind);
 
 	if (d == NULL)
 		return NULL;
-	return protobuf_c_message_unpack(d, NULL, f->f_len, f->f_data);
+	return protobuf_c_message_unpack(d, al, f->f_len, f->f_data);
+}
+
+static void *mc_heap_alloc(void *data, size_t size)
+{
+	(void)data;
+	return malloc(size);
+}
+
+static void mc_heap_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
+/* What protobuf-c uses for a NULL allocator: free_unpacked(msg, NULL) pairs with it. */
+static ProtobufCAllocator mc_heap = { .alloc = mc_heap_alloc, .free = mc_heap_free };
+
+ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f)
+{
+	return mc_proto_decode(&mc_heap, f);
+}
+
+/* ---- arena decoding (ARENA DECODING in mc_proto.h) ----------------------- */
+
+/* What malloc guarantees: protobuf-c puts any type in what it is given. */
+#define MC_ARENA_ALIGN _Alignof(max_align_t)
+
+static bool mc_arena_owns(const struct mc_proto_arena *a, const void *p)
+{
+	uintptr_t b = (uintptr_t)a->pa_buf;
+
+	return a->pa_buf != NULL && (uintptr_t)p - b < a->pa_size;
+}
+
+static void *mc_arena_alloc(void *data, size_t size)
+{
+	struct mc_proto_arena *a = data;
+	size_t at = (a->pa_used + MC_ARENA_ALIGN - 1) & ~(size_t)(MC_ARENA_ALIGN - 1);
+	void *p;
+
+	if (size == 0)
+		size = 1;   /* a distinct pointer inside the buffer, never one past it */
+	if (a->pa_buf != NULL && at <= a->pa_size && size <= a->pa_size - at) {
+		a->pa_used = at + size;
+		return a->pa_buf + at;
+	}
+	p = malloc(size);
+	if (p != NULL)
+		a->pa_heap++;
+	return p;
+}
+
+/* Arena parts go back all at once (mc_proto_free_in); heap parts now. */
+static void mc_arena_free(void *data, void *p)
+{
+	struct mc_proto_arena *a = data;
+
+	if (p == NULL || mc_arena_owns(a, p))
+		return;
+	free(p);
+	a->pa_heap--;
+}
+
+void mc_proto_arena_init(struct mc_proto_arena *a, size_t size)
+{
+	memset(a, 0, sizeof(*a));
+	a->pa_size = size;
+}
+
+void mc_proto_arena_fini(struct mc_proto_arena *a)
+{
+	free(a->pa_buf);
+	mc_proto_arena_init(a, a->pa_size);
+}
+
+ProtobufCMessage *mc_proto_unpack_in(struct mc_proto_arena *a, const struct mc_frame *f)
+{
+	const ProtobufCMessageDescriptor *d = mc_proto_descriptor(f->f_kind);
+	ProtobufCAllocator al = { .alloc = mc_arena_alloc, .free = mc_arena_free,
+	    .allocator_data = a };
+	ProtobufCMessage *m;
+	size_t mark;
+
+	if (d == NULL)
+		return NULL;
+	if (MC_UNLIKELY(a->pa_buf == NULL)) {
+		/* first use; if malloc fails every part comes from the heap, and
+		 * the next decode tries again */
+		if (a->pa_size == 0)
+			a->pa_size = MC_PROTO_ARENA_DEFAULT;
+		a->pa_buf = malloc(a->pa_size);
+	}
+	mark = a->pa_used;
+	m = mc_proto_decode(&al, f);
+	if (m == NULL) {
+		/* the decoder gave its heap parts back through mc_arena_free;
+		 * what it bumped since the mark belongs to nobody */
+		a->pa_used = mark;
+		return NULL;
+	}
+	a->pa_live++;
+	return m;
+}
+
+void mc_proto_free_in(struct mc_proto_arena *a, ProtobufCMessage *msg)
+{
+	if (msg == NULL)
+		return;
+	if (a->pa_heap > 0) {
+		/* some message out has heap parts: walk this one and free its own
+		 * (arena parts are skipped); without any, the walk is not needed */
+		ProtobufCAllocator al = { .alloc = mc_arena_alloc, .free = mc_arena_free,
+		    .allocator_data = a };
+
+		protobuf_c_message_free_unpacked(msg, &al);
+	}
+	if (a->pa_live > 0 && --a->pa_live == 0)
+		a->pa_used = 0;
 }
 
 const char *mc_proto_meta(const Mcpcore__MCPMessage *m, const char *key)

@@ -124,8 +124,60 @@ int mc_proto_send_lane(struct mc_seg *seg, const ProtobufCMessage *msg, uint64_t
  * Decode a received frame as the message its kind names.  Returns NULL if
  * the kind is unknown or the bytes do not parse (a bad frame is an input
  * error, reported by the caller).  Free with protobuf_c_message_free_unpacked.
+ * Hot paths decode into an arena instead (mc_proto_unpack_in).
  */
 ProtobufCMessage *mc_proto_unpack(const struct mc_frame *f);
+
+/*
+ * ARENA DECODING
+ * protobuf-c allocates every submessage, repeated-field array, string and
+ * bytes value of a decoded message on its own, and frees them one by one:
+ * a one-op StateRequest is six malloc/free pairs, which cost more than
+ * parsing it.  An arena serves those parts from one buffer with a bump
+ * pointer; giving a message back frees nothing part by part, and the
+ * buffer is reused from its start once every message decoded into it has
+ * been given back.
+ *
+ * Ownership: the arena owns its buffer (malloc'd at the first decode,
+ * pa_size bytes; mc_proto_arena_fini frees it).  A message from
+ * mc_proto_unpack_in(a, f) belongs to arena a: it stays valid until it is
+ * given back with mc_proto_free_in(a, msg), which must happen exactly once
+ * and never through protobuf_c_message_free_unpacked (whose default
+ * allocator would free() arena memory).  Messages may be out several at a
+ * time, in any order.  The decoded message never points into the frame: it
+ * outlives the frame's release.
+ *
+ * Size: a part that does not fit in what is left of the buffer comes from
+ * the heap, so a message of any size decodes (only slower), and
+ * mc_proto_free_in frees those parts.  Pick pa_size for the common message
+ * of the caller (a one-op request needs ~300 bytes).
+ *
+ * Threads: no locks; an arena is used by one thread at a time (a worker
+ * keeps one for its loop).  All-zero is a valid arena of the default size.
+ */
+#define MC_PROTO_ARENA_DEFAULT (16u * 1024u)
+
+struct mc_proto_arena {
+	uint8_t *pa_buf;        /* NULL until the first decode (or if its malloc failed) */
+	size_t   pa_size;       /* bytes of pa_buf; 0: MC_PROTO_ARENA_DEFAULT */
+	size_t   pa_used;       /* bump offset into pa_buf */
+	uint32_t pa_live;       /* messages decoded and not given back yet */
+	uint32_t pa_heap;       /* parts of those messages that live on the heap */
+};
+
+/* An empty arena whose buffer will be `size` bytes (0: the default).
+ * Allocates nothing yet. */
+void mc_proto_arena_init(struct mc_proto_arena *a, size_t size);
+
+/* Free the buffer.  Every message decoded into it must have been given back. */
+void mc_proto_arena_fini(struct mc_proto_arena *a);
+
+/* mc_proto_unpack, into arena a: NULL for an unknown kind or bytes that
+ * do not parse (then nothing of it stays allocated). */
+ProtobufCMessage *mc_proto_unpack_in(struct mc_proto_arena *a, const struct mc_frame *f);
+
+/* Give back a message of mc_proto_unpack_in(a, ...) (NULL: nothing). */
+void mc_proto_free_in(struct mc_proto_arena *a, ProtobufCMessage *msg);
 
 /* The value of metadata key `key` of an MCPMessage, or NULL (borrowed). */
 const char *mc_proto_meta(const Mcpcore__MCPMessage *m, const char *key);

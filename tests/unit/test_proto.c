@@ -658,3 +658,91 @@ Test(proto, wire_scanner_reads_what_protobuf_c_wrote)
 	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x0b", 1, 0, NULL), -EBADMSG);
 	cr_assert_eq(mc_pb_scan((const uint8_t *)"\x08\xff\xff", 3, 0, NULL), -EBADMSG);
 }
+
+/* ------------------------------------------------------------------ */
+/* Arena decoding (ARENA DECODING in mc_proto.h)                       */
+
+/* A frame on the heap: all the decoders read of one is kind, len, data. */
+static struct mc_frame *heap_frame(uint16_t kind, const void *bytes, size_t len)
+{
+	struct mc_frame *f = calloc(1, sizeof(*f) + len + 1);
+
+	cr_assert_not_null(f);
+	f->f_kind = kind;
+	f->f_len = (uint32_t)len;
+	if (len)
+		memcpy(f->f_data, bytes, len);
+	return f;
+}
+
+Test(proto, arena_messages_live_until_given_back_and_big_ones_spill_to_the_heap)
+{
+	struct mc_proto_arena a;
+	Mcpcore__StateOp ops[40], *opp[40];
+	Mcpcore__StateRequest req = MCPCORE__STATE_REQUEST__INIT;
+	Mcpcore__MCPMessage mcp = MCPCORE__MCPMESSAGE__INIT;
+	uint8_t big[2000], *buf = malloc(131072);      /* 40 ops of 2 KB */
+	struct mc_frame *f1, *f2, *f3;
+	ProtobufCMessage *m1, *m2;
+	size_t len;
+
+	cr_assert_not_null(buf);
+	memset(big, 'v', sizeof(big));
+	for (int i = 0; i < 40; i++) {
+		mcpcore__state_op__init(&ops[i]);
+		ops[i].kind = MCPCORE__STATE_OP__KIND__PUT;
+		ops[i].id = (uint64_t)i + 1;
+		ops[i].ns = (ProtobufCBinaryData){ 2, (uint8_t *)"ns" };
+		ops[i].key = (ProtobufCBinaryData){ 3, (uint8_t *)"key" };
+		ops[i].value = (ProtobufCBinaryData){ sizeof(big), big };
+		opp[i] = &ops[i];
+	}
+	req.n_ops = 40;
+	req.ops = opp;
+	len = protobuf_c_message_pack(&req.base, buf);
+	f1 = heap_frame(MC_FK_STATE_REQUEST, buf, len);         /* ~80 KB decoded */
+	mcp.message_type = (char *)"ping";
+	mcp.payload = (ProtobufCBinaryData){ 2, (uint8_t *)"{}" };
+	len = protobuf_c_message_pack(&mcp.base, buf);
+	f2 = heap_frame(MC_FK_MCP, buf, len);                   /* protobuf-c's own decoding */
+	f3 = heap_frame(MC_FK_MCP, "\xff\xff", 2);              /* garbage */
+
+	mc_proto_arena_init(&a, 4096);
+	m2 = mc_proto_unpack_in(&a, f2);
+	cr_assert_not_null(m2);
+	cr_assert_eq(a.pa_live, 1);
+	cr_assert_eq(a.pa_heap, 0, "a small message fits");
+	cr_assert_not_null(a.pa_buf);
+	m1 = mc_proto_unpack_in(&a, f1);
+	cr_assert_not_null(m1);
+	cr_assert_eq(a.pa_live, 2);
+	cr_assert_gt(a.pa_heap, 30, "the big one spilled: %u parts on the heap", a.pa_heap);
+	len = a.pa_used;
+	cr_assert_null(mc_proto_unpack_in(&a, f3));
+	cr_assert_eq(a.pa_used, len, "a refused frame leaves nothing behind");
+	cr_assert_eq(a.pa_live, 2);
+	/* both intact while both are out, whatever was freed in between */
+	free(f1);
+	free(f2);
+	cr_assert_str_eq(((Mcpcore__MCPMessage *)m2)->message_type, "ping");
+	for (int i = 0; i < 40; i++) {
+		const Mcpcore__StateOp *op = ((Mcpcore__StateRequest *)m1)->ops[i];
+
+		cr_assert_eq(op->id, (uint64_t)i + 1);
+		cr_assert_eq(op->value.len, sizeof(big));
+		cr_assert_eq(memcmp(op->value.data, big, sizeof(big)), 0);
+	}
+	mc_proto_free_in(&a, m1);
+	cr_assert_eq(a.pa_heap, 0, "heap parts go back with their message");
+	cr_assert_eq(a.pa_live, 1);
+	cr_assert_neq(a.pa_used, 0, "the arena is reused only once everything is back");
+	cr_assert_str_eq(((Mcpcore__MCPMessage *)m2)->message_type, "ping");
+	mc_proto_free_in(&a, m2);
+	cr_assert_eq(a.pa_live, 0);
+	cr_assert_eq(a.pa_used, 0);
+	mc_proto_free_in(&a, NULL);
+	mc_proto_arena_fini(&a);
+	cr_assert_null(a.pa_buf);
+	free(f3);
+	free(buf);
+}

@@ -767,7 +767,9 @@ static void mc_srv_timeouts(struct mc_srv *s, uint64_t now)
 
 static void mc_srv_state_reply(struct mc_srv *s, const struct mc_frame *f)
 {
-	Mcpcore__StateReply *rep = (Mcpcore__StateReply *)mc_proto_unpack(f);
+	/* one reply decoded at a time, by the loop's one thread: no malloc per part */
+	static struct mc_proto_arena arena;
+	Mcpcore__StateReply *rep = (Mcpcore__StateReply *)mc_proto_unpack_in(&arena, f);
 
 	if (rep == NULL)
 		return;
@@ -782,7 +784,7 @@ static void mc_srv_state_reply(struct mc_srv *s, const struct mc_frame *f)
 		/* not ours: a reply to an earlier incarnation, or already timed out */
 		(void)mc_mcp_state_result(s->mcp, r->id, &res);
 	}
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	mc_proto_free_in(&arena, &rep->base);
 }
 
 /* Answer a PING like every worker does (worker.c). */
