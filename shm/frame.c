@@ -486,18 +486,21 @@ int mc_recv_from(struct mc_seg *seg, uint32_t ring, struct mc_msg *out)
 
 int mc_recv(struct mc_seg *seg, struct mc_msg *out)
 {
+	uint32_t nin = seg->ninbound, i = seg->poll_next;
 	int result = -EAGAIN;
 
+	/* indexes wrap by comparison: a division per call showed in profiles */
+	if (MC_UNLIKELY(i >= nin))
+		i = 0;
 	if (seg->poll_burst >= MC_RECV_BURST) {
 		seg->poll_burst = 0;
-		seg->poll_next++;
+		i = i + 1 == nin ? 0 : i + 1;
 	}
-	for (uint32_t n = 0; n < seg->ninbound; n++) {
-		uint32_t i = (seg->poll_next + n) % seg->ninbound;
+	for (uint32_t n = 0; n < nin; n++) {
 		int rc = mc_recv_from(seg, seg->inbound[i], out);
 
 		if (rc == 0) {
-			if (i != seg->poll_next % seg->ninbound)
+			if (i != seg->poll_next)
 				seg->poll_burst = 0;
 			seg->poll_next = i;
 			seg->poll_burst++;
@@ -505,6 +508,7 @@ int mc_recv(struct mc_seg *seg, struct mc_msg *out)
 		}
 		if (rc == -ENOBUFS)
 			result = rc;
+		i = i + 1 == nin ? 0 : i + 1;
 	}
 	return result;
 }
