@@ -258,6 +258,8 @@ void mc_metrics_set_memory_source(mc_metrics_memory_fn fn);
  * "memory_resident_bytes", at most once per MC_METRICS_TICK_NS.  Nothing
  * when no source is installed (no gauges: absent, not 0). */
 void mc_metrics_tick(struct mc_seg *seg);
+/* The same at `now`, a CLOCK_MONOTONIC reading (mc_seg_heartbeat_at). */
+void mc_metrics_tick_at(struct mc_seg *seg, uint64_t now);
 
 /* ---- the monitor's published rates ----------------------------------- */
 
@@ -352,6 +354,9 @@ int mc_metrics_labels(const char *const *labels, char *buf, size_t len, const ch
 
 /* Builtin metric names (registered by the common worker loop, the
  * supervisor, and mc_metrics_open). */
+/* frame_handling_seconds: one sample per frame the common worker loop
+ * handled, from the mc_recv that took it to its release (so the ring work
+ * of a frame is in it, and one clock read per frame serves two samples). */
 #define MC_METRIC_FRAME_HANDLING   "frame_handling_seconds"
 #define MC_METRIC_HANDLER_ERRORS   "frame_handler_errors_total"
 #define MC_METRIC_HANDLED          "messages_handled_total"   /* {kind}: worker loop */

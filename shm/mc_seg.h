@@ -240,6 +240,10 @@ void mc_seg_ready(struct mc_seg *seg);
 /* Refresh the claimed slot's heartbeat. */
 void mc_seg_heartbeat(struct mc_seg *seg);
 
+/* The same with the time given: `now` is a CLOCK_MONOTONIC reading
+ * (mc_now_ns) the caller just took, for loops that have one anyway. */
+void mc_seg_heartbeat_at(struct mc_seg *seg, uint64_t now);
+
 /* Is the instance's supervisor alive (pid present and same start time)? */
 bool mc_seg_supervisor_alive(const struct mc_seg *seg);
 

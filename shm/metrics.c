@@ -404,13 +404,17 @@ void mc_metrics_set_memory_source(mc_metrics_memory_fn fn)
 
 void mc_metrics_tick(struct mc_seg *seg)
 {
+	mc_metrics_tick_at(seg, mc_now_ns());
+}
+
+void mc_metrics_tick_at(struct mc_seg *seg, uint64_t now)
+{
 	struct mc_metrics_block *b = seg->metrics;
-	uint64_t now, allocated, resident;
+	uint64_t allocated, resident;
 	struct mc_gauge a, r;
 
 	if (b == NULL || mc_metrics_memory == NULL)
 		return;
-	now = mc_now_ns();
 	if (b->mb_tick_ns != 0 && now - b->mb_tick_ns < MC_METRICS_TICK_NS)
 		return;
 	b->mb_tick_ns = now;

@@ -521,10 +521,15 @@ static int mc_seg_take_slot(struct mc_seg *seg, unsigned slot)
 
 void mc_seg_heartbeat(struct mc_seg *seg)
 {
+	mc_seg_heartbeat_at(seg, mc_now_ns());
+}
+
+void mc_seg_heartbeat_at(struct mc_seg *seg, uint64_t now)
+{
 	if (seg->slot >= 0)
-		ck_pr_store_64(&seg->slots[seg->slot].sl_heartbeat_ns, mc_now_ns());
+		ck_pr_store_64(&seg->slots[seg->slot].sl_heartbeat_ns, now);
 	/* every loop heartbeats: memory gauges ride along, once a second */
-	mc_metrics_tick(seg);
+	mc_metrics_tick_at(seg, now);
 }
 
 void mc_seg_ready(struct mc_seg *seg)

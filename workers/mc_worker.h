@@ -48,6 +48,9 @@ struct mc_worker {
 	uint64_t failed;                /* frames whose handler failed */
 	mc_worker_frame_fn on_frame;    /* NULL: count and release */
 	mc_worker_tick_fn on_tick;      /* NULL: nothing */
+	uint64_t now_ns;                /* mc_now_ns() as the loop last read it: for hooks
+	                                   that need "about now" (at most one frame old)
+	                                   without a clock read of their own */
 	void *ctx;                      /* the worker's own state */
 };
 

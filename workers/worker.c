@@ -27,7 +27,12 @@ static volatile sig_atomic_t mc_worker_stop;
 /* Builtin metrics of every worker (mc_metrics.h): frame handling latency
  * and messages handled by kind here, memory on the heartbeat.  Frames and
  * bytes through the rings are not counted by anyone: the monitor derives
- * them from the ring and pool cursors. */
+ * them from the ring and pool cursors.
+ *
+ * The handling time of a frame runs from the loop reaching for it (the
+ * mc_recv that took it) to the loop being done with it (released), so one
+ * clock read both ends a frame's time and starts the next one's: a read
+ * costs ~20 ns, which at 2 M frames/s is 4% of a core per read. */
 static struct mc_histogram mc_worker_handling;
 
 /*
@@ -147,17 +152,18 @@ static int mc_worker_dispatch(struct mc_worker *w, struct mc_msg *m, int *kept)
 }
 
 /* Handle up to a batch; returns how many frames were finished.  *eager
- * is set when one of them was of a kind somebody waits for. */
+ * is set when one of them was of a kind somebody waits for.  w->now_ns is
+ * the clock when the drain ended. */
 static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has_pending,
     bool *eager)
 {
+	uint64_t t0 = mc_now_ns(), t1;
 	int done = 0;
 
 	while (done < MC_WORKER_BATCH) {
 		struct mc_msg m;
 		int kept, rc;
 		uint16_t kind;
-		uint64_t t0;
 
 		if (*has_pending) {
 			m = *pending;
@@ -167,10 +173,7 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		/* read before the handler: one that keeps the frame may release it */
 		kind = m.frame->f_kind;
 		*eager |= !mc_proto_kind_lazy(kind);
-		t0 = mc_now_ns();
 		rc = mc_worker_dispatch(w, &m, &kept);
-		if (rc != -EAGAIN)
-			mc_histogram_observe(mc_worker_handling, mc_now_ns() - t0);
 		if (rc == -EAGAIN) {
 			/* destination full: keep the frame and come back to it */
 			*pending = m;
@@ -189,8 +192,13 @@ static int mc_worker_drain(struct mc_worker *w, struct mc_msg *pending, int *has
 		mc_worker_count_handled(w, kind);
 		if (!kept)
 			mc_frame_release(&w->seg, &m);
+		t1 = mc_now_ns();
+		mc_histogram_observe(mc_worker_handling, t1 - t0);
+		t0 = t1;
 		done++;
 	}
+	/* a frame put back (-EAGAIN) is not observed: it is handled later */
+	w->now_ns = t0;
 	return done;
 }
 
@@ -207,10 +215,10 @@ int mc_worker_run(struct mc_worker *w)
 	while (!mc_worker_stop) {
 		bool eager = false;
 		int n = mc_worker_drain(w, &pending, &has_pending, &eager);
-		uint64_t now = mc_now_ns();
+		uint64_t now = w->now_ns;       /* read as the drain ended */
 
 		if (now - last_tick >= MC_WORKER_SLEEP_NS || n == 0) {
-			mc_seg_heartbeat(&w->seg);
+			mc_seg_heartbeat_at(&w->seg, now);
 			if (w->on_tick != NULL)
 				w->on_tick(w);
 			last_tick = now;
@@ -291,7 +299,8 @@ int mc_worker_main(int argc, char **argv)
 	rc = mc_metrics_open(&w.seg, w.slot, MC_METRICS_CARRY);
 	if (rc == 0)
 		rc = mc_metrics_histogram(&w.seg, MC_METRIC_FRAME_HANDLING,
-		    "Time a worker spends handling one received frame", NULL, &mc_worker_handling);
+		    "Time a worker spends on one received frame: taking it, handling it, releasing it",
+		    NULL, &mc_worker_handling);
 	if (rc)
 		mc_log_warn("metrics_unavailable", "{s:s}", "error", mc_strerror(rc));
 	rc = mc_workers[slot - MC_SLOT_FIRST_WORKER].main(&w);
