@@ -25,6 +25,8 @@
 #include "mc_worker.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,11 +40,17 @@
 #define MC_FEED_BATCH      256         /* changes per feed frame, at most */
 #define MC_SWEEP_BUDGET    4096        /* entries checked for expiry per sweep */
 #define MC_SWEEP_PERIOD_NS 2000000ULL  /* sweep every 2 ms: 2 Mi entries/s */
+#define MC_REQ_ARENA       (64u * 1024u) /* decoded requests: ~200 small ops fit */
+#define MC_VALS_KEEP       (256u * 1024u) /* GET copies: a larger buffer is not kept */
+#define MC_NO_COPY         SIZE_MAX
 
 struct mc_state_worker {
 	struct mc_state_writer w;
+	struct mc_proto_arena arena;    /* the request being handled, decoded */
+	uint8_t *vals;                  /* GET values copied for the reply being built */
+	size_t vals_cap, vals_used;
 	uint64_t feed_frames, feed_drops, replies;
-	uint64_t last_sweep;            /* wall ns of the last expiry sweep */
+	uint64_t last_sweep;            /* loop clock (mc_now_ns) at the last expiry sweep */
 	bool persistence_gone_logged;
 };
 
@@ -75,13 +83,16 @@ static void mc_state_subscribe(struct mc_state_writer *sw, unsigned src, bool on
 
 /*
  * A GET: the value as the writer has it, after this sender's earlier
- * writes.  The value is copied (*copy, freed by the caller) because a later
- * op of the same request may change the table before the reply is packed.
- * -EAGAIN when out of memory.  Not recorded for replay: a GET changes
- * nothing, so after a crash it is simply read again.
+ * writes.  The reply may point at the value in the table only if nothing
+ * changes the table before the reply is packed, that is when no write op
+ * follows in the request (`copy` false: the common one-op GET costs no
+ * copy).  Otherwise the value is copied to sw->vals at *off: the buffer
+ * may move as it grows, so the caller turns offsets into pointers once
+ * every op is done.  -EAGAIN when out of memory.  Not recorded for replay:
+ * a GET changes nothing, so after a crash it is simply read again.
  */
-static int mc_state_get_op(struct mc_state_worker *sw, const Mcpcore__StateOp *op, uint64_t now,
-    Mcpcore__StateResult *r, void **copy)
+static int mc_state_get_op(struct mc_state_worker *sw, const Mcpcore__StateOp *op, uint64_t *now,
+    Mcpcore__StateResult *r, bool copy, size_t *off)
 {
 	const void *val;
 	uint32_t len;
@@ -90,6 +101,7 @@ static int mc_state_get_op(struct mc_state_worker *sw, const Mcpcore__StateOp *o
 
 	mcpcore__state_result__init(r);
 	r->id = op->id;
+	*off = MC_NO_COPY;
 	if (rc) {
 		r->status = rc == -ENOENT ? MCPCORE__STATE_RESULT__STATUS__NOT_FOUND :
 		    MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST;
@@ -97,35 +109,51 @@ static int mc_state_get_op(struct mc_state_worker *sw, const Mcpcore__StateOp *o
 		    "namespace and key must be 1..[state] max_key_size bytes");
 		return 0;
 	}
-	*copy = malloc(len ? len : 1);
-	if (*copy == NULL)
-		return -EAGAIN;
-	memcpy(*copy, val, len);
 	r->status = MCPCORE__STATE_RESULT__STATUS__OK;
 	r->version = version;
-	r->value.data = *copy;
 	r->value.len = len;
+	if (!copy) {
+		r->value.data = (uint8_t *)val;
+		return 0;
+	}
+	if (len > sw->vals_cap - sw->vals_used) {
+		size_t cap = sw->vals_cap ? sw->vals_cap : 4096;
+		uint8_t *p;
+
+		while (cap - sw->vals_used < len)
+			cap *= 2;
+		p = realloc(sw->vals, cap);
+		if (p == NULL)
+			return -EAGAIN;
+		sw->vals = p;
+		sw->vals_cap = cap;
+	}
+	memcpy(sw->vals + sw->vals_used, val, len);
+	*off = sw->vals_used;
+	sw->vals_used += len;
+	r->value.data = NULL;       /* set from *off when the ops are done */
 	return 0;
 }
 
 static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 {
 	struct mc_state_worker *sw = wk->ctx;
-	Mcpcore__StateRequest *req = (Mcpcore__StateRequest *)mc_proto_unpack(m->frame);
+	Mcpcore__StateRequest *req = (Mcpcore__StateRequest *)mc_proto_unpack_in(&sw->arena,
+	    m->frame);
 	Mcpcore__StateReply reply = MCPCORE__STATE_REPLY__INIT;
 	Mcpcore__StateResult *results = NULL, **rp = NULL;
 	char (*numbers)[24] = NULL;
-	void **values = NULL;           /* GET: copies of the values, for the reply */
+	size_t *values = NULL;          /* GET: where in sw->vals its value was copied */
 	struct {
 		Mcpcore__StateResult results[MC_SMALL_REQ];
 		Mcpcore__StateResult *rp[MC_SMALL_REQ];
 		char numbers[MC_SMALL_REQ][24];
-		void *values[MC_SMALL_REQ];
+		size_t values[MC_SMALL_REQ];
 	} small;
-	uint64_t now = mc_wall_ns();
+	uint64_t now = 0;               /* wall clock, read once, when an op needs it */
 	unsigned src = m->frame->f_src;         /* the sender, also through the router */
 	uint64_t seq = m->frame->f_seq;
-	uint32_t done, n = 0;
+	uint32_t done, n = 0, writes = 0;  /* ops[0, writes) end with the last that may write */
 	int rc = 0;
 
 	if (req == NULL) {
@@ -142,7 +170,6 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 	n = (uint32_t)req->n_ops;
 	if (n <= MC_SMALL_REQ) {
 		/* most requests are one op (an MCP tool call): no allocations */
-		memset(small.values, 0, n * sizeof(small.values[0]));
 		results = small.results;
 		rp = small.rp;
 		numbers = small.numbers;
@@ -157,18 +184,23 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 		rc = -EAGAIN;       /* out of memory: try again later, do not lose it */
 		goto out;
 	}
+	for (uint32_t k = 0; k < n; k++)
+		if (req->ops[k]->kind != MCPCORE__STATE_OP__KIND__GET)
+			writes = k + 1;
+	sw->vals_used = 0;
 	done = mc_state_frame_begin(&sw->w, src, seq);
 	mc_state_prefetch(&sw->w, req->ops, n);
 	for (uint32_t k = 0; k < n; k++) {
 		const Mcpcore__StateOp *op = req->ops[k];
 		struct mc_state_result res;
 
+		values[k] = MC_NO_COPY;
 		if (k >= MC_STATE_MAX_OPS) {
 			mc_state_reply_one(&sw->w, op, MCPCORE__STATE_RESULT__STATUS__BAD_REQUEST, 0,
 			    "more than 1024 ops in one request", &results[k], numbers[k], 24);
 		} else if (op->kind == MCPCORE__STATE_OP__KIND__GET) {
 			/* before the replay records: a GET is not recorded, it is read again */
-			rc = mc_state_get_op(sw, op, now, &results[k], &values[k]);
+			rc = mc_state_get_op(sw, op, &now, &results[k], k < writes, &values[k]);
 			if (rc)
 				goto out;
 		} else if (k < done) {
@@ -182,6 +214,8 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 			mc_state_reply_one(&sw->w, op, 0, sw->w.t->st_version, NULL, &results[k],
 			    numbers[k], 24);
 		} else {
+			if (now == 0)
+				now = mc_wall_ns();
 			mc_state_apply(&sw->w, op, now, k, &res);
 			mc_state_reply_one(&sw->w, op, res.status, res.version, res.error, &results[k],
 			    numbers[k], 24);
@@ -192,6 +226,9 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 		}
 		rp[k] = &results[k];
 	}
+	for (uint32_t k = 0; k < n; k++)
+		if (values[k] != MC_NO_COPY)
+			results[k].value.data = sw->vals + values[k];
 	mc_state_frame_end(&sw->w, src, seq);
 	reply.n_results = n;
 	reply.results = rp;
@@ -202,15 +239,19 @@ static int mc_state_request(struct mc_worker *wk, struct mc_msg *m)
 		sw->replies++;
 	}
 out:
-	for (uint32_t k = 0; values != NULL && k < n; k++)
-		free(values[k]);
+	if (sw->vals_cap > MC_VALS_KEEP) {
+		/* a rare huge request: give its memory back */
+		free(sw->vals);
+		sw->vals = NULL;
+		sw->vals_cap = 0;
+	}
 	if (results != small.results) {
 		free(values);
 		free(numbers);
 		free(rp);
 		free(results);
 	}
-	protobuf_c_message_free_unpacked(&req->base, NULL);
+	mc_proto_free_in(&sw->arena, &req->base);
 	return rc;
 }
 
@@ -345,11 +386,11 @@ static int mc_state_on_frame(struct mc_worker *wk, struct mc_msg *m, int *kept)
 static void mc_state_on_tick(struct mc_worker *wk)
 {
 	struct mc_state_worker *sw = wk->ctx;
-	uint64_t now = mc_wall_ns();
 
-	if (now - sw->last_sweep >= MC_SWEEP_PERIOD_NS) {
-		sw->last_sweep = now;
-		mc_state_sweep(&sw->w, now, MC_SWEEP_BUDGET);
+	/* due or not by the loop's clock: the wall clock is read for a sweep only */
+	if (wk->now_ns - sw->last_sweep >= MC_SWEEP_PERIOD_NS) {
+		sw->last_sweep = wk->now_ns;
+		mc_state_sweep(&sw->w, mc_wall_ns(), MC_SWEEP_BUDGET);
 	}
 	mc_state_feed_flush(wk, sw);
 }
@@ -364,9 +405,13 @@ int mc_state_main(struct mc_worker *w)
 		mc_log_error("state_open_failed", "{s:s}", "message", err);
 		return MC_CONFIG_EX;
 	}
+	mc_proto_arena_init(&sw.arena, MC_REQ_ARENA);
 	w->ctx = &sw;
 	w->on_frame = mc_state_on_frame;
 	w->on_tick = mc_state_on_tick;
 	mc_state_feed_flush(w, &sw);
-	return mc_worker_run(w);
+	rc = mc_worker_run(w);
+	mc_proto_arena_fini(&sw.arena);
+	free(sw.vals);
+	return rc;
 }

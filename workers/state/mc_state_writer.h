@@ -126,13 +126,15 @@ bool mc_state_frame_applied(const struct mc_state_writer *w, unsigned src, uint6
 struct mc_state_op_result mc_state_frame_result(const struct mc_state_writer *w, uint32_t k);
 
 /*
- * GET through the writer: the live value of (ns, key) at `now`.  Returns
- * 0 with *val (pointing into the table: valid until the next change) and
- * *version, -ENOENT when there is no live value, -EINVAL for an empty or
- * oversized namespace or key.
+ * GET through the writer: the live value of (ns, key) at *now, the wall
+ * clock in ns, read only when needed: if *now is 0 and the entry has a TTL
+ * to check, it is read (mc_wall_ns) and left in *now for the caller's
+ * later ops.  Returns 0 with *val (pointing into the table: valid until
+ * the next change) and *version, -ENOENT when there is no live value,
+ * -EINVAL for an empty or oversized namespace or key.
  */
 int mc_state_writer_value(struct mc_state_writer *w, const Mcpcore__StateOp *op,
-    uint64_t now, const void **val, uint32_t *len, uint64_t *version);
+    uint64_t *now, const void **val, uint32_t *len, uint64_t *version);
 
 /* The value of (ns, key) now, as text for INCR replies: 0 or -ENOENT. */
 int mc_state_writer_number(struct mc_state_writer *w, const Mcpcore__StateOp *op,

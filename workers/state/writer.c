@@ -678,7 +678,7 @@ record:
 }
 
 int mc_state_writer_value(struct mc_state_writer *w, const Mcpcore__StateOp *op,
-    uint64_t now, const void **val, uint32_t *len, uint64_t *version)
+    uint64_t *now, const void **val, uint32_t *len, uint64_t *version)
 {
 	const struct mc_state_entry *e;
 	int64_t slot, at;
@@ -688,9 +688,16 @@ int mc_state_writer_value(struct mc_state_writer *w, const Mcpcore__StateOp *op,
 		return -EINVAL;
 	at = mc_sw_find(w, &op->ns, &op->key,
 	    mc_state_hash(op->ns.data, op->ns.len, op->key.data, op->key.len), &slot, NULL);
-	if (at < 0 || !mc_sw_live(&w->entries[at], now))
+	if (at < 0 || w->entries[at].e_state != MC_STATE_LIVE)
 		return -ENOENT;
 	e = &w->entries[at];
+	/* only a value with a TTL needs the time (most have none) */
+	if (e->e_expires != 0) {
+		if (*now == 0)
+			*now = mc_wall_ns();
+		if (!mc_sw_live(e, *now))
+			return -ENOENT;
+	}
 	*val = w->arena + e->e_blob + e->e_nslen + e->e_keylen;
 	*len = e->e_vlen;
 	*version = e->e_version;
