@@ -91,18 +91,23 @@ void mc_outbox_correlation(struct mc_outbox *ob, char out[MC_CORR_LEN + 1])
 	out[16] = '\0';
 }
 
-/* A queued message into a frame now: 0, or -EAGAIN (no room) / another
- * error of the send. */
-static int mc_outbox_put(struct mc_outbox *ob, const struct mc_outmsg *q)
+/* A message into a frame now, packed from msg or copied from a queued
+ * one's bytes: 0, or -EAGAIN (no room) / another error of the send.
+ * len is its packed size, already known to every caller. */
+static int mc_outbox_put(struct mc_outbox *ob, uint16_t kind, uint32_t len, uint32_t lane,
+    const ProtobufCMessage *msg, const uint8_t *bytes)
 {
 	struct mc_frame *f;
 	int rc;
 
-	f = mc_frame_alloc(ob->seg, q->len, q->kind, &rc);
+	f = mc_frame_alloc(ob->seg, len, kind, &rc);
 	if (f == NULL)
 		return rc;
-	memcpy(f->f_data, q->data, q->len);
-	f->f_user = q->lane;
+	if (msg != NULL)
+		protobuf_c_message_pack(msg, f->f_data);
+	else
+		memcpy(f->f_data, bytes, len);
+	f->f_user = lane;
 	rc = mc_frame_send(ob->seg, f, 1ULL << ob->dst);
 	if (rc)
 		mc_frame_abort(ob->seg, f);
@@ -119,7 +124,7 @@ int mc_outbox_send(struct mc_outbox *ob, const ProtobufCMessage *msg, uint32_t l
 	if (kind < 0 || len > ob->seg->hdr->sh_max_frame)
 		return -EMSGSIZE;
 	if (ob->head == NULL) {
-		rc = mc_proto_send_lane(ob->seg, msg, 1ULL << ob->dst, lane);
+		rc = mc_outbox_put(ob, (uint16_t)kind, (uint32_t)len, lane, msg, NULL);
 		if (rc != -EAGAIN)
 			return rc;
 	}
@@ -153,7 +158,7 @@ size_t mc_outbox_flush(struct mc_outbox *ob)
 {
 	while (ob->head != NULL) {
 		struct mc_outmsg *m = ob->head;
-		int rc = mc_outbox_put(ob, m);
+		int rc = mc_outbox_put(ob, m->kind, m->len, m->lane, NULL, m->data);
 
 		if (rc == -EAGAIN)
 			break;
