@@ -82,4 +82,14 @@ int mc_worker_stopping(void);
  * (the benchmarks fork them). */
 void mc_worker_catch_signals(void);
 
+/*
+ * Ask the scheduler for time slices of `ns` for the calling thread
+ * (SCHED_OTHER / SCHED_BATCH, its share unchanged).  On Linux 6.12 and
+ * later (EEVDF custom slices) a short slice gives a waking thread an early
+ * deadline, so it preempts a thread that has run a long slice instead of
+ * waiting for it to end; older kernels ignore the request.  ns 0 puts
+ * back the scheduler's default.  0 or -errno.
+ */
+int mc_worker_set_slice(uint64_t ns);
+
 #endif /* MC_WORKER_H */
