@@ -172,6 +172,37 @@ def test_kill_each_worker_comes_back_within_a_second(runtime):
     assert all(w["restarts"] == 1 for w in rt.status()["workers"])
 
 
+def sched_of(path):
+    """(policy, nice) of a process or thread, from its /proc stat file."""
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[38]), int(fields[16])     # stat fields 41 and 19
+
+
+def test_workers_scheduling_classes(runtime):
+    """The workers a request waits for run as normal tasks; the store and
+    the monitor as SCHED_BATCH at nice 10; RocksDB's flush and compaction
+    threads as SCHED_IDLE (workers/worker.c, workers/persistence/store.c)."""
+    normal, batch, idle = 0, 3, 5
+    rt = runtime()
+    for name in WORKERS:
+        want = (batch, 10) if name in ("persistence", "monitor") else (normal, 0)
+        pid = rt.worker(name)["pid"]
+        assert sched_of(f"/proc/{pid}/stat") == want, name
+    pid = rt.worker("persistence")["pid"]
+    deadline = time.monotonic() + 5 * TIME_SCALE
+    while True:     # the store opens in a thread of its own, after ready
+        pools = []
+        for task in glob.glob(f"/proc/{pid}/task/*"):
+            with open(task + "/comm") as f:
+                if f.read().startswith("rocksdb:"):
+                    pools.append(sched_of(task + "/stat")[0])
+        if len(pools) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(pools) >= 2 and set(pools) == {idle}, pools
+
+
 def test_crash_loop_ends_failed_without_spinning(runtime, tmp_path):
     rt = runtime(env={"MCPCORE_TEST_CRASH": "router"}, wait=False)
     st = rt.wait_for(lambda st: st["workers"][3]["state"] == "failed", 20, "router failed")

@@ -2,14 +2,16 @@
  * test_persist_store.c - unit tests for the RocksDB store of the
  * persistence worker (workers/persistence/store.c, contract in
  * mc_pstore.h): families, format marker, read-only opens, locks,
- * corruption, error classes, checkpoints.
+ * corruption, error classes, checkpoints, the background threads' policy.
  *
  * Each test works in its own mkdtemp directory under /tmp, removed after.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,5 +252,50 @@ Test(store, property_reports_memtables)
 	cr_assert_eq(mc_pstore_open(&st, db, "lz4", MC_PSTORE_CREATE, err, sizeof(err)), 0, "%s", err);
 	put(&st, MC_CF_MESSAGES, "k", "some value");
 	cr_assert_gt(mc_pstore_property(&st, "rocksdb.cur-size-all-mem-tables"), 0);
+	mc_pstore_close(&st);
+}
+
+/* The policy of each of this process's threads whose name starts with
+ * "rocksdb:" (RocksDB names its pool threads so); returns how many. */
+static int rocksdb_thread_policies(int *policies, int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL && n < max) {
+		char path[300], comm[64] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "rocksdb:", 8) == 0)
+			policies[n++] = sched_getscheduler(atoi(e->d_name));
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Flushes and compactions use the time requests leave idle, and the
+ * thread that opened the store keeps its own policy. */
+Test(store, flush_and_compaction_threads_run_sched_idle)
+{
+	struct mc_pstore st;
+	int pol[16], n;
+
+	cr_assert_eq(sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 }), 0);
+	cr_assert_eq(mc_pstore_open(&st, db, "lz4", MC_PSTORE_CREATE, err, sizeof(err)), 0, "%s", err);
+	put(&st, MC_CF_MESSAGES, "k", "v");
+	n = rocksdb_thread_policies(pol, 16);
+	cr_assert_geq(n, 2, "the low and high pools have threads (%d found)", n);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(pol[i], SCHED_IDLE, "rocksdb thread %d has policy %d", i, pol[i]);
+	cr_assert_eq(sched_getscheduler(0), SCHED_BATCH, "the opener's policy is put back");
 	mc_pstore_close(&st);
 }

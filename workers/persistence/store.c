@@ -11,12 +11,16 @@
  *   - compression from [persistence] compression for every family.
  *   - the info LOG rotates at 8 MiB, 4 files kept, and holds only FATAL
  *     lines (see mc_pstore_options: a full disk must not abort us).
+ *   - flushes and compactions run on SCHED_IDLE threads (see
+ *     mc_pstore_parallelism): they use the time requests leave idle.
  * The same options are written by RocksDB into its OPTIONS file, which is
  * what lets `ldb --db=DIR` open the database without being told them.
  */
+#define _GNU_SOURCE     /* SCHED_IDLE */
 #include "mc_pstore.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +86,32 @@ static int mc_pstore_compression(const char *name)
 	return rocksdb_no_compression;
 }
 
+/*
+ * Size RocksDB's flush and compaction pool, whose threads run as
+ * SCHED_IDLE.  The pool is process-wide and its threads are started here,
+ * by the first call, by the calling thread, whose policy they inherit: so
+ * the caller holds SCHED_IDLE just while they are made (its nice value
+ * stays as it was).  Why: the worker already runs SCHED_BATCH at nice 10
+ * (workers/worker.c), but perf sched at half load still caught a flush
+ * thread holding a core for 2-3 ms, to its next tick, while the front
+ * door's client waited on that core with the other one idle.  A woken
+ * normal thread always preempts a SCHED_IDLE one, and the scheduler
+ * counts a core running only SCHED_IDLE threads as free.  Under a load
+ * that leaves no idle time flushes fall behind, RocksDB stalls writes,
+ * the worker's rings fill and back-pressure slows the front door down:
+ * nothing is lost, the load is shed where it comes in.
+ */
+static void mc_pstore_parallelism(rocksdb_options_t *o)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int policy = sched_getscheduler(0);
+	bool idle = policy >= 0 && sched_setscheduler(0, SCHED_IDLE, &sp) == 0;
+
+	rocksdb_options_increase_parallelism(o, 2);
+	if (idle)
+		(void)sched_setscheduler(0, policy, &sp);
+}
+
 static rocksdb_options_t *mc_pstore_options(const char *compression, bool create,
     bool readonly)
 {
@@ -91,7 +121,7 @@ static rocksdb_options_t *mc_pstore_options(const char *compression, bool create
 	 * one always (a store of an older build gains the new ones) */
 	rocksdb_options_set_create_if_missing(o, create && !readonly);
 	rocksdb_options_set_create_missing_column_families(o, !readonly);
-	rocksdb_options_increase_parallelism(o, 2);
+	mc_pstore_parallelism(o);
 	rocksdb_options_set_compression(o, mc_pstore_compression(compression));
 	rocksdb_options_set_write_buffer_size(o, 32u << 20);
 	rocksdb_options_set_max_total_wal_size(o, 128u << 20);
