@@ -29,15 +29,18 @@
  *   - --runs N alternates mcpcore and nginx runs (which goes first
  *     alternates too) after a warm-up of each; reported: medians of req/s
  *     and of wrk's p50/p90/p99, and the median of the per-run ratios;
- *   - then the latency point: half of the lower of the two medians,
+ *   - then the latency point, as many runs as above, alternating the same
+ *     way: half of the lower of the two medians,
  *     offered to each server by bench_pace.c (mc_bench_pace): the same
  *     request bytes on 100 keep-alive connections, evenly spaced, open
  *     loop, latency from each request's due time to its answer (waits
  *     behind an earlier answer included, as wrk2 counts).  Debian's wrk
  *     has no fixed-rate mode, and pacing it with its delay() hook sends
  *     bursts (its timers tick in whole milliseconds) whose queueing the
- *     p99 then measures.  Reported: rate achieved, p50/p99/p99.9 for both
- *     servers, and the unloaded round trip (wrk, one connection).
+ *     p99 then measures.  Reported: medians of rate achieved and of
+ *     p50/p99/p99.9 for both servers, each run's p99 (a single run's tail
+ *     is at the mercy of one stall of the box), and the unloaded round
+ *     trip (wrk, one connection, one run).
  *   - --json prints one object; --quick shortens the runs (2 s, 3 runs).
  *
  * Figures compare only within one run on one box (2 vCPUs here: wrk and
@@ -51,6 +54,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +89,7 @@ struct mc_bm_side {
 	const char *name;
 	int port;
 	double rps[100], p50[100], p90[100], p99[100], bpr;
-	struct mc_pace_result half;     /* the latency point (open loop, bench_pace.c) */
+	struct mc_pace_result half[100]; /* the latency point per run (open loop, bench_pace.c) */
 	struct mc_bm_wrk one;           /* one connection, no pacing */
 	uint64_t errors;
 };
@@ -478,7 +482,7 @@ static double mc_bm_med(const double *v, int n)
  * byte.  wrk's own pacing (its delay() hook) would send bursts: its timers
  * tick in whole milliseconds.
  */
-static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double rate)
+static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double rate, int r)
 {
 	char req[1024], body[256];
 	int n, rc;
@@ -492,19 +496,36 @@ static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double r
 	    "Content-Length: %zu\r\n\r\n%s", s->port, sid, strlen(body), body);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return -1;
-	rc = mc_bench_pace(s->port, req, (size_t)n, MC_BM_CONNS, rate, secs, &s->half);
+	rc = mc_bench_pace(s->port, req, (size_t)n, MC_BM_CONNS, rate, secs, &s->half[r]);
 	if (rc != 0) {
 		fprintf(stderr, "mcpcore-bench mcp: paced run against %s: %s\n", s->name,
 		    mc_strerror(rc));
 		return -1;
 	}
-	s->errors += s->half.errors;
-	/* and one connection, one request at a time: the unloaded round trip */
+	s->errors += s->half[r].errors;
+	return 0;
+}
+
+/* One connection, one request at a time: the unloaded round trip. */
+static int mc_bm_one(struct mc_bm_side *s, const char *sid, int secs)
+{
 	if (mc_bm_wrk(s->port, sid, 1, secs, &s->one) != 0)
 		return -1;
 	s->errors += s->one.status_errors + s->one.socket_errors;
 	return 0;
 }
+
+/* The median over runs of one figure of the paced runs. */
+static double mc_bm_half_med(const struct mc_bm_side *s, size_t off, int runs)
+{
+	double v[100];
+
+	for (int r = 0; r < runs; r++)
+		memcpy(&v[r], (const char *)&s->half[r] + off, sizeof(double));
+	return mc_bench_median(v, runs);
+}
+#define MC_BM_HALF(s, field, runs) \
+	mc_bm_half_med((s), offsetof(struct mc_pace_result, field), (runs))
 
 /* ---- the benchmark ------------------------------------------------------------ */
 
@@ -515,8 +536,9 @@ static void mc_bm_json_side(const struct mc_bench_opts *o, const struct mc_bm_si
 	    "\"half\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f},"
 	    "\"one_conn\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f}},", s->name,
 	    mc_bm_med(s->rps, o->runs), mc_bm_med(s->p50, o->runs), mc_bm_med(s->p90, o->runs),
-	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, s->half.rps, s->half.p50, s->half.p99,
-	    s->half.p999, s->one.rps, s->one.p50, s->one.p99);
+	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, MC_BM_HALF(s, rps, o->runs),
+	    MC_BM_HALF(s, p50, o->runs), MC_BM_HALF(s, p99, o->runs), MC_BM_HALF(s, p999, o->runs),
+	    s->one.rps, s->one.p50, s->one.p99);
 }
 
 static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, struct mc_bm_side *n,
@@ -555,15 +577,23 @@ static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, str
 			printf(" %.0f/%.0f", m->rps[r], n->rps[r]);
 		printf("\nratio mcpcore / nginx (median of per-run ratios): %.2fx\n", ra);
 	}
-	printf("latency points (single runs)               %10s %9s %9s %9s\n", "req/s", "p50 us",
-	    "p99 us", "p99.9 us");
-	for (int i = 0; i < 2 && sides[i] != NULL; i++) {
+	printf("latency points (half load: medians of %d runs)   %6s %9s %9s %9s\n", o->runs,
+	    "req/s", "p50 us", "p99 us", "p99.9 us");
+	for (int i = 0; i < 2 && sides[i] != NULL; i++)
 		printf("%-7s half load, %6.0f req/s offered %10.0f %9.0f %9.0f %9.0f\n",
-		    sides[i]->name, half_rate, sides[i]->half.rps, sides[i]->half.p50,
-		    sides[i]->half.p99, sides[i]->half.p999);
+		    sides[i]->name, half_rate, MC_BM_HALF(sides[i], rps, o->runs),
+		    MC_BM_HALF(sides[i], p50, o->runs), MC_BM_HALF(sides[i], p99, o->runs),
+		    MC_BM_HALF(sides[i], p999, o->runs));
+	for (int i = 0; i < 2 && sides[i] != NULL; i++)
 		printf("%-7s 1 connection, unpaced            %10.0f %9.0f %9.0f\n", sides[i]->name,
 		    sides[i]->one.rps, sides[i]->one.p50, sides[i]->one.p99);
+	printf("per run, half-load p99 us, mcpcore%s:", have_nginx ? " / nginx" : "");
+	for (int r = 0; r < o->runs; r++) {
+		printf(" %.0f", m->half[r].p99);
+		if (have_nginx)
+			printf("/%.0f", n->half[r].p99);
 	}
+	printf("\n");
 	printf("(half load: half the lower of the two medians, offered open loop on %d\n"
 	    " connections, evenly spaced; latency from each request's due time to its\n"
 	    " answer, waits included. 1 connection: wrk, one request at a time)\n",
@@ -634,8 +664,16 @@ int mc_bench_mcp(const struct mc_bench_opts *o)
 	if (have_nginx && mc_bm_med(n.rps, o->runs) < half_rate)
 		half_rate = mc_bm_med(n.rps, o->runs);
 	half_rate /= 2;
-	if (half_rate > 0 && (mc_bm_paced(&m, sid, secs, half_rate) != 0 ||
-	    (have_nginx && mc_bm_paced(&n, sid, secs, half_rate) != 0)))
+	for (int r = 0; half_rate > 0 && r < o->runs; r++) {
+		struct mc_bm_side *first = (r % 2 == 0 || !have_nginx) ? &m : &n;
+		struct mc_bm_side *second = first == &m ? &n : &m;
+
+		if (mc_bm_paced(first, sid, secs, half_rate, r) != 0 ||
+		    (have_nginx && mc_bm_paced(second, sid, secs, half_rate, r) != 0))
+			goto out;
+	}
+	if (half_rate > 0 && (mc_bm_one(&m, sid, secs) != 0 ||
+	    (have_nginx && mc_bm_one(&n, sid, secs) != 0)))
 		goto out;
 	mc_bm_print(o, &m, &n, have_nginx, ratio, secs, half_rate, strlen(resp));
 	rc = m.errors ? 1 : 0;          /* the runtime must answer every request well */
