@@ -20,6 +20,7 @@
 #include "mc_pstore.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,28 +89,36 @@ static int mc_pstore_compression(const char *name)
 
 /*
  * Size RocksDB's flush and compaction pool, whose threads run as
- * SCHED_IDLE.  The pool is process-wide and its threads are started here,
- * by the first call, by the calling thread, whose policy they inherit: so
- * the caller holds SCHED_IDLE just while they are made (its nice value
- * stays as it was).  Why: the worker already runs SCHED_BATCH at nice 10
- * (workers/worker.c), but perf sched at half load still caught a flush
- * thread holding a core for 2-3 ms, to its next tick, while the front
- * door's client waited on that core with the other one idle.  A woken
- * normal thread always preempts a SCHED_IDLE one, and the scheduler
- * counts a core running only SCHED_IDLE threads as free.  Under a load
- * that leaves no idle time flushes fall behind, RocksDB stalls writes,
- * the worker's rings fill and back-pressure slows the front door down:
- * nothing is lost, the load is shed where it comes in.
+ * SCHED_IDLE.  The pool is process-wide and its threads are started by the
+ * first call, by the calling thread, whose policy they inherit: so the
+ * call is made from a short-lived thread that has taken SCHED_IDLE, and
+ * the caller's own policy is never touched (an unprivileged thread could
+ * not come back from SCHED_IDLE: that needs CAP_SYS_NICE or RLIMIT_NICE).
+ * Why: the worker already runs SCHED_BATCH at nice 10 (workers/worker.c),
+ * but perf sched at half load still caught a flush thread holding a core
+ * for 2-3 ms, to its next tick, while the front door's client waited on
+ * that core with the other one idle.  A woken normal thread always
+ * preempts a SCHED_IDLE one, and the scheduler counts a core running only
+ * SCHED_IDLE threads as free.  Under a load that leaves no idle time
+ * flushes fall behind, RocksDB stalls writes, the worker's rings fill and
+ * back-pressure slows the front door down: nothing is lost, the load is
+ * shed where it comes in.
  */
+static void *mc_pstore_pool_thread(void *o)
+{
+	(void)sched_setscheduler(0, SCHED_IDLE, &(struct sched_param){ .sched_priority = 0 });
+	rocksdb_options_increase_parallelism(o, 2);
+	return NULL;
+}
+
 static void mc_pstore_parallelism(rocksdb_options_t *o)
 {
-	struct sched_param sp = { .sched_priority = 0 };
-	int policy = sched_getscheduler(0);
-	bool idle = policy >= 0 && sched_setscheduler(0, SCHED_IDLE, &sp) == 0;
+	pthread_t t;
 
-	rocksdb_options_increase_parallelism(o, 2);
-	if (idle)
-		(void)sched_setscheduler(0, policy, &sp);
+	if (pthread_create(&t, NULL, mc_pstore_pool_thread, o) == 0)
+		(void)pthread_join(t, NULL);
+	else
+		rocksdb_options_increase_parallelism(o, 2);    /* normal threads, still correct */
 }
 
 static rocksdb_options_t *mc_pstore_options(const char *compression, bool create,
