@@ -54,7 +54,6 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +88,8 @@ struct mc_bm_side {
 	const char *name;
 	int port;
 	double rps[100], p50[100], p90[100], p99[100], bpr;
-	struct mc_pace_result half[100]; /* the latency point per run (open loop, bench_pace.c) */
+	/* the latency point, per run (open loop, bench_pace.c) */
+	double half_rps[100], half_p50[100], half_p99[100], half_p999[100];
 	struct mc_bm_wrk one;           /* one connection, no pacing */
 	uint64_t errors;
 };
@@ -484,6 +484,7 @@ static double mc_bm_med(const double *v, int n)
  */
 static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double rate, int r)
 {
+	struct mc_pace_result res;
 	char req[1024], body[256];
 	int n, rc;
 
@@ -496,13 +497,17 @@ static int mc_bm_paced(struct mc_bm_side *s, const char *sid, int secs, double r
 	    "Content-Length: %zu\r\n\r\n%s", s->port, sid, strlen(body), body);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return -1;
-	rc = mc_bench_pace(s->port, req, (size_t)n, MC_BM_CONNS, rate, secs, &s->half[r]);
+	rc = mc_bench_pace(s->port, req, (size_t)n, MC_BM_CONNS, rate, secs, &res);
 	if (rc != 0) {
 		fprintf(stderr, "mcpcore-bench mcp: paced run against %s: %s\n", s->name,
 		    mc_strerror(rc));
 		return -1;
 	}
-	s->errors += s->half[r].errors;
+	s->half_rps[r] = res.rps;
+	s->half_p50[r] = res.p50;
+	s->half_p99[r] = res.p99;
+	s->half_p999[r] = res.p999;
+	s->errors += res.errors;
 	return 0;
 }
 
@@ -515,18 +520,6 @@ static int mc_bm_one(struct mc_bm_side *s, const char *sid, int secs)
 	return 0;
 }
 
-/* The median over runs of one figure of the paced runs. */
-static double mc_bm_half_med(const struct mc_bm_side *s, size_t off, int runs)
-{
-	double v[100];
-
-	for (int r = 0; r < runs; r++)
-		memcpy(&v[r], (const char *)&s->half[r] + off, sizeof(double));
-	return mc_bench_median(v, runs);
-}
-#define MC_BM_HALF(s, field, runs) \
-	mc_bm_half_med((s), offsetof(struct mc_pace_result, field), (runs))
-
 /* ---- the benchmark ------------------------------------------------------------ */
 
 static void mc_bm_json_side(const struct mc_bench_opts *o, const struct mc_bm_side *s)
@@ -536,8 +529,9 @@ static void mc_bm_json_side(const struct mc_bench_opts *o, const struct mc_bm_si
 	    "\"half\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f},"
 	    "\"one_conn\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f}},", s->name,
 	    mc_bm_med(s->rps, o->runs), mc_bm_med(s->p50, o->runs), mc_bm_med(s->p90, o->runs),
-	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, MC_BM_HALF(s, rps, o->runs),
-	    MC_BM_HALF(s, p50, o->runs), MC_BM_HALF(s, p99, o->runs), MC_BM_HALF(s, p999, o->runs),
+	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, mc_bm_med(s->half_rps, o->runs),
+	    mc_bm_med(s->half_p50, o->runs), mc_bm_med(s->half_p99, o->runs),
+	    mc_bm_med(s->half_p999, o->runs),
 	    s->one.rps, s->one.p50, s->one.p99);
 }
 
@@ -581,17 +575,17 @@ static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, str
 	    "req/s", "p50 us", "p99 us", "p99.9 us");
 	for (int i = 0; i < 2 && sides[i] != NULL; i++)
 		printf("%-7s half load, %6.0f req/s offered %10.0f %9.0f %9.0f %9.0f\n",
-		    sides[i]->name, half_rate, MC_BM_HALF(sides[i], rps, o->runs),
-		    MC_BM_HALF(sides[i], p50, o->runs), MC_BM_HALF(sides[i], p99, o->runs),
-		    MC_BM_HALF(sides[i], p999, o->runs));
+		    sides[i]->name, half_rate, mc_bm_med(sides[i]->half_rps, o->runs),
+		    mc_bm_med(sides[i]->half_p50, o->runs), mc_bm_med(sides[i]->half_p99, o->runs),
+		    mc_bm_med(sides[i]->half_p999, o->runs));
 	for (int i = 0; i < 2 && sides[i] != NULL; i++)
 		printf("%-7s 1 connection, unpaced            %10.0f %9.0f %9.0f\n", sides[i]->name,
 		    sides[i]->one.rps, sides[i]->one.p50, sides[i]->one.p99);
 	printf("per run, half-load p99 us, mcpcore%s:", have_nginx ? " / nginx" : "");
 	for (int r = 0; r < o->runs; r++) {
-		printf(" %.0f", m->half[r].p99);
+		printf(" %.0f", m->half_p99[r]);
 		if (have_nginx)
-			printf("/%.0f", n->half[r].p99);
+			printf("/%.0f", n->half_p99[r]);
 	}
 	printf("\n");
 	printf("(half load: half the lower of the two medians, offered open loop on %d\n"
