@@ -214,7 +214,10 @@ bool mc_ring_pending(const struct mc_seg *seg);
  * Consumer.  Poll for up to spin_ns (sched_yield() between looks, so a
  * producer needing this core gets it), then sleep on the slot's doorbell
  * until something arrives or timeout_ns passes.  Returns true when work
- * is pending.  Interrupted by signals (returns, caller re-checks).
+ * is pending, false when the time passed without any.  A ring with nothing
+ * pending (a producer's late notify for an entry already taken) does not
+ * end the sleep, and neither does a signal: a caller that must notice one
+ * (its stop flag) bounds timeout_ns.
  */
 bool mc_ring_wait(struct mc_seg *seg, uint64_t spin_ns, uint64_t timeout_ns);
 

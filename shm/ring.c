@@ -373,14 +373,26 @@ bool mc_ring_wait(struct mc_seg *seg, uint64_t spin_ns, uint64_t timeout_ns)
 		 */
 		sched_yield();
 	}
-	/* Snapshot the doorbell, then re-check: a put after the snapshot
-	 * changes the value (or is seen by the predicate), so no wake-up is lost. */
-	seen = ck_ec32_value(bell);
-	if (mc_ring_pending(seg))
-		return true;
 	end = start + timeout_ns;
 	waiter.deadline.tv_sec = (time_t)(end / 1000000000ULL);
 	waiter.deadline.tv_nsec = (long)(end % 1000000000ULL);
-	ck_ec32_wait_pred(bell, &mc_bell_mode, seen, mc_ring_pred, &waiter, &waiter.deadline);
-	return mc_ring_pending(seg);
+	/*
+	 * Snapshot the doorbell, then re-check: a put after the snapshot
+	 * changes the value (or is seen by the predicate), so no wake-up is
+	 * lost.  A change with nothing pending is a late ring: a producer
+	 * that put, was preempted before its notify, and rang after we had
+	 * taken the entry and gone back to sleep (a waiter flag left set by
+	 * an earlier wait lets any notify ring).  That is no reason to stop
+	 * waiting: snapshot again and sleep on, up to the same deadline.
+	 */
+	for (;;) {
+		seen = ck_ec32_value(bell);
+		if (mc_ring_pending(seg))
+			return true;
+		if (ck_ec32_wait_pred(bell, &mc_bell_mode, seen, mc_ring_pred, &waiter,
+		    &waiter.deadline) != 0)
+			return mc_ring_pending(seg);    /* work (1), the deadline (2 or -1) */
+		if (mc_now_ns() >= end)
+			return mc_ring_pending(seg);
+	}
 }

@@ -801,6 +801,69 @@ Test(ring, wait_woken_soon_after_sleeping)
 	down();
 }
 
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * A sleeper stays asleep until work comes or its time is up: a ring with
+ * nothing put (what a producer's late notify, for an entry the consumer
+ * already took, looks like) does not end the sleep, nor does a signal.
+ * A wait that returned early here was read by its caller as "timed out"
+ * (ping_pong_wakeups_are_not_lost failed so under ASan, ~1 run in 20).
+ */
+Test(ring, wait_ends_for_work_or_time_only)
+{
+	struct mc_seg p;
+	struct chan ch;
+	pid_t c;
+	uint64_t took, woke;
+
+	up();
+	worker(&p, PROD);
+	chan_open(&ch);
+	c = ut_fork();
+	if (c == 0) {
+		struct mc_seg s;
+		struct sigaction sa;
+		uint64_t t0;
+		bool ok;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_usr1;       /* no SA_RESTART */
+		sigaction(SIGUSR1, &sa, NULL);
+		chan_child(&ch);
+		child_worker(&s, CONS);
+		ut_put(ch.cp[1], 1);
+		t0 = now_ns();
+		ok = mc_ring_wait(&s, 0, 1500000000ull);
+		ut_put(ch.cp[1], now_ns() - t0);
+		ut_put(ch.cp[1], ok);
+		mc_seg_detach(&s);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	cr_assert_eq(chan_get(&ch, "ready"), 1);
+	wait_until_asleep(c);
+	mc_ring_notify(&p, CONS);       /* a ring, nothing put */
+	{
+		struct timespec ts = { 0, 200000000 };
+
+		nanosleep(&ts, NULL);   /* asleep again by now, unless the ring ended the wait */
+	}
+	kill(c, SIGUSR1);
+	took = chan_get(&ch, "took");
+	woke = chan_get(&ch, "result");
+	cr_assert_eq(woke, 0, "nothing was put, yet the wait said work is pending");
+	cr_assert_geq(took, 1400000000ull, "the wait ended after %.3f s, not at its 1.5 s timeout",
+	    (double)took / 1e9);
+	ut_wait_ok(c, "sleeper");
+	chan_close(&ch);
+	mc_seg_detach(&p);
+	down();
+}
+
 /*
  * A napping consumer (LAZY FRAMES AND NAPS in mc_ring.h): a lazy frame's
  * notify leaves its doorbell alone, so the nap runs to its end; any other
