@@ -171,9 +171,43 @@ Test(http, field_errors)
 	}
 }
 
+/* Every byte in a field name: accepted exactly when it is a tchar
+ * (RFC 9110 5.6.2), whichever end of the name it is at. */
+Test(http, field_name_bytes)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	for (int c = 1; c < 256; c++) {
+		bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || strchr(extra, c) != NULL;
+		char s[64];
+		struct mc_http_parser p;
+		enum mc_http_result rc;
+
+		if (c == ':' || c == '\r' || c == '\n')
+			continue;       /* they end the name or the line: other tests */
+		snprintf(s, sizeof(s), "GET / HTTP/1.1\r\nHost: x\r\nX%cy: 1\r\n%cZ: 2\r\n\r\n", c, c);
+		rc = parse(s, &p);
+		if (tchar) {
+			cr_assert_eq(rc, MC_HTTP_DONE, "tchar 0x%02x refused: %s", c, p.error);
+			cr_assert_eq(req.nheaders, 3);
+			cr_assert_eq(req.headers[1].name.n, 3);
+			cr_assert_eq((unsigned char)req.headers[1].name.p[1], c);
+		} else {
+			cr_assert_eq(rc, MC_HTTP_ERROR, "0x%02x accepted in a field name", c);
+			cr_assert_eq(p.status, 400, "0x%02x: status %d", c, p.status);
+		}
+	}
+}
+
 Test(http, host_rules)
 {
+	struct mc_http_parser p;
+
 	accept_("GET / HTTP/1.0\r\n\r\n");                           /* optional in 1.0 */
+	cr_assert_eq(req.host.n, 0);
+	cr_assert_eq(parse("GET / HTTP/1.1\r\nA: 1\r\nhOsT: h:1\r\nB: 2\r\n\r\n", &p), MC_HTTP_DONE);
+	cr_assert(str_is(req.host, "h:1"), "the Host field, whatever its case and place");
 	refuse("GET / HTTP/1.1\r\n\r\n", 400);
 	refuse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
 	refuse("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 400);

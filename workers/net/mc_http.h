@@ -45,6 +45,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 #define MC_HTTP_MAX_HEADERS 100         /* hard upper bound of limits.max_headers */
 
@@ -99,7 +101,7 @@ struct mc_http_parser {
 	bool     have_request_line;
 	uint32_t method_off, method_len, target_off, target_len;
 	int      version_minor;
-	uint32_t nheaders, nhost;
+	uint32_t nheaders, nhost, host_idx;   /* host_idx: the Host field, if nhost */
 	int64_t  content_length;
 	bool     chunked, conn_close, conn_keep_alive, has_te;
 	struct { uint32_t no, nl, vo, vl; } hdr[MC_HTTP_MAX_HEADERS];
@@ -119,9 +121,18 @@ enum mc_http_result mc_http_parse(struct mc_http_parser *p, const char *buf, siz
 /* The first field named `name` (case-insensitive), or NULL. */
 const struct mc_http_str *mc_http_header(const struct mc_http_request *req, const char *name);
 
-/* s equals the C string lit: exactly / ignoring ASCII case. */
-bool mc_http_eq(struct mc_http_str s, const char *lit);
-bool mc_http_caseeq(struct mc_http_str s, const char *lit);
+/* s equals the C string lit: exactly / ignoring ASCII case (ASCII letters
+ * only: no mcpcore process leaves the C locale).  Inline, so that against a
+ * literal the length is a constant and a length that differs settles it. */
+static inline bool mc_http_eq(struct mc_http_str s, const char *lit)
+{
+	return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
+}
+
+static inline bool mc_http_caseeq(struct mc_http_str s, const char *lit)
+{
+	return s.n == strlen(lit) && strncasecmp(s.p, lit, s.n) == 0;
+}
 
 /* Reason phrase of a status ("Not Found"); "Unknown" for others. */
 const char *mc_http_reason(int status);
