@@ -21,6 +21,8 @@ static const char mc_bench_usage[] =
 "          (--count is capped at 400000 records of 256 B)\n"
 "  mcp     tools/call state_get over Streamable HTTP (wrk, keep-alive) vs nginx\n"
 "          returning the same body; req/s, p50/p90/p99, and p50/p99 at half load\n"
+"  handle  the protocol worker's own work on one state_get (HTTP parse and\n"
+"          mc_mcp_handle, no sockets) vs jansson's load + dump of the same texts\n"
 "\n"
 "  --runs N    repetitions (median reported), default 5\n"
 "  --count N   frames per throughput run, default 5000000\n"
@@ -71,6 +73,8 @@ int main(int argc, char **argv)
 		return mc_bench_mcp(&o);
 	if (strcmp(argv[1], "pipeline") == 0)
 		return mc_bench_pipeline(&o);
+	if (strcmp(argv[1], "handle") == 0)
+		return mc_bench_handle(&o);
 	fprintf(stderr, "mcpcore-bench: unknown benchmark '%s'\n%s", argv[1], mc_bench_usage);
 	return 64;
 }

@@ -81,5 +81,6 @@ int mc_bench_state(const struct mc_bench_opts *o);
 /* Runs the built `mcpcore run`, wrk and nginx as child processes. */
 int mc_bench_mcp(const struct mc_bench_opts *o);
 int mc_bench_pipeline(const struct mc_bench_opts *o);
+int mc_bench_handle(const struct mc_bench_opts *o);
 
 #endif /* MC_BENCH_H */
