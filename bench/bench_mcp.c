@@ -41,6 +41,11 @@
  *     p50/p99/p99.9 for both servers, each run's p99 (a single run's tail
  *     is at the mercy of one stall of the box), and the unloaded round
  *     trip (wrk, one connection, one run).
+ *   - CPU per request of every full-load run (bench_cpu.c): each server
+ *     process's user + system time (the runtime's supervisor and workers,
+ *     RocksDB's threads included; nginx), wrk's by rusage, and the cores
+ *     the two kept busy (what is left of the box's cores was idle);
+ *     medians over the runs, per process for the runtime;
  *   - --json prints one object; --quick shortens the runs (2 s, 3 runs).
  *
  * Figures compare only within one run on one box (2 vCPUs here: wrk and
@@ -57,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,6 +87,8 @@ struct mc_bm_wrk {
 	double bytes_per_req;           /* response size, headers included */
 	uint64_t requests, status_errors, socket_errors;
 	double p50, p90, p99, max;      /* microseconds */
+	double secs;                    /* how long it ran */
+	uint64_t cpu_ns;                /* wrk's own CPU time (rusage) */
 };
 
 /* A side of the comparison. */
@@ -92,6 +100,13 @@ struct mc_bm_side {
 	double half_rps[100], half_p50[100], half_p99[100], half_p999[100];
 	struct mc_bm_wrk one;           /* one connection, no pacing */
 	uint64_t errors;
+	/* CPU per request (us) of the full-load runs: the server's processes,
+	 * wrk, and the cores both kept busy; by[] per process name */
+	pid_t pid;                      /* the server's root process */
+	double cpu_srv[100], cpu_wrk[100], busy[100];
+	int nby;
+	char by_name[MC_BENCH_CPU_PROCS][24];
+	double by[MC_BENCH_CPU_PROCS][100];
 };
 
 /* ---- processes and ports -------------------------------------------------- */
@@ -408,6 +423,11 @@ out:
 
 /* ---- wrk ---------------------------------------------------------------------- */
 
+static uint64_t mc_bm_tv_ns(const struct timeval *tv)
+{
+	return (uint64_t)tv->tv_sec * 1000000000ULL + (uint64_t)tv->tv_usec * 1000ULL;
+}
+
 /*
  * One wrk run of `secs` seconds on `conns` connections against port;
  * 0 with *out filled, or -1.
@@ -418,9 +438,11 @@ static int mc_bm_wrk(int port, const char *sid, int conns, int secs, struct mc_b
 	unsigned long long req = 0, dur = 0, bytes = 0, st = 0, so = 0, p50 = 0, p90 = 0, p99 = 0,
 	    mx = 0;
 	bool got = false;
+	struct rusage ru0, ru1;
 	FILE *p;
 
 	memset(out, 0, sizeof(*out));
+	getrusage(RUSAGE_CHILDREN, &ru0);
 	setenv("MC_BENCH_SESSION", sid, 1);
 	setenv("MC_BENCH_NS", MC_BM_NS, 1);
 	setenv("MC_BENCH_KEY", MC_BM_KEY, 1);
@@ -441,6 +463,11 @@ static int mc_bm_wrk(int port, const char *sid, int conns, int secs, struct mc_b
 		fprintf(stderr, "mcpcore-bench mcp: wrk failed: %s\n", cmd);
 		return -1;
 	}
+	/* the shell popen ran is waited for, and it waited for wrk: both count */
+	getrusage(RUSAGE_CHILDREN, &ru1);
+	out->cpu_ns = mc_bm_tv_ns(&ru1.ru_utime) + mc_bm_tv_ns(&ru1.ru_stime) -
+	    mc_bm_tv_ns(&ru0.ru_utime) - mc_bm_tv_ns(&ru0.ru_stime);
+	out->secs = (double)dur / 1e6;
 	out->requests = req;
 	out->rps = (double)req * 1e6 / (double)dur;
 	out->bytes_per_req = (double)bytes / (double)req;
@@ -453,12 +480,39 @@ static int mc_bm_wrk(int port, const char *sid, int conns, int secs, struct mc_b
 	return 0;
 }
 
+/* Run r's CPU per request, from snapshots around it (b: before, a: after). */
+static void mc_bm_cpu(struct mc_bm_side *s, const struct mc_bench_cpu *b,
+    const struct mc_bench_cpu *a, const struct mc_bm_wrk *w, int r)
+{
+	double n = (double)w->requests, srv = (double)mc_bench_cpu_used(b, a, NULL);
+
+	s->cpu_srv[r] = srv / 1e3 / n;
+	s->cpu_wrk[r] = (double)w->cpu_ns / 1e3 / n;
+	s->busy[r] = (srv + (double)w->cpu_ns) / 1e9 / w->secs;
+	for (int i = 0; i < a->n; i++) {
+		int k;
+
+		for (k = 0; k < s->nby && strcmp(s->by_name[k], a->name[i]) != 0; k++)
+			;
+		if (k == s->nby) {
+			if (s->nby == MC_BENCH_CPU_PROCS)
+				continue;
+			snprintf(s->by_name[s->nby++], sizeof(s->by_name[0]), "%s", a->name[i]);
+		}
+		s->by[k][r] = (double)mc_bench_cpu_used(b, a, a->name[i]) / 1e3 / n;
+	}
+}
+
 static int mc_bm_run(struct mc_bm_side *s, const char *sid, int secs, int r)
 {
+	struct mc_bench_cpu b, a;
 	struct mc_bm_wrk w;
+	bool cpu = mc_bench_cpu_snap(s->pid, &b) == 0;
 
 	if (mc_bm_wrk(s->port, sid, MC_BM_CONNS, secs, &w) != 0)
 		return -1;
+	if (cpu && mc_bench_cpu_snap(s->pid, &a) == 0)
+		mc_bm_cpu(s, &b, &a, &w, r);
 	s->rps[r] = w.rps;
 	s->p50[r] = w.p50;
 	s->p90[r] = w.p90;
@@ -522,17 +576,73 @@ static int mc_bm_one(struct mc_bm_side *s, const char *sid, int secs)
 
 /* ---- the benchmark ------------------------------------------------------------ */
 
+/* The processes of s by their median CPU per request, largest first. */
+static int mc_bm_by_order(const struct mc_bench_opts *o, const struct mc_bm_side *s,
+    int order[MC_BENCH_CPU_PROCS], double med[MC_BENCH_CPU_PROCS])
+{
+	for (int i = 0; i < s->nby; i++) {
+		int k = i;
+
+		med[i] = mc_bm_med(s->by[i], o->runs);
+		while (k > 0 && med[order[k - 1]] < med[i]) {
+			order[k] = order[k - 1];
+			k--;
+		}
+		order[k] = i;
+	}
+	return s->nby;
+}
+
+static void mc_bm_json_cpu(const struct mc_bench_opts *o, const struct mc_bm_side *s)
+{
+	int order[MC_BENCH_CPU_PROCS];
+	double med[MC_BENCH_CPU_PROCS];
+	int n = mc_bm_by_order(o, s, order, med);
+
+	printf("\"cpu\":{\"server_us\":%.2f,\"wrk_us\":%.2f,\"cores_busy\":%.2f,\"by\":{",
+	    mc_bm_med(s->cpu_srv, o->runs), mc_bm_med(s->cpu_wrk, o->runs),
+	    mc_bm_med(s->busy, o->runs));
+	for (int i = 0; i < n; i++)
+		printf("%s\"%s\":%.2f", i ? "," : "", s->by_name[order[i]], med[order[i]]);
+	printf("}},");
+}
+
+static void mc_bm_print_cpu(const struct mc_bench_opts *o, struct mc_bm_side *const sides[2])
+{
+	printf("CPU per request at full load, us (medians of %d runs; /proc/PID/stat of the\n"
+	    "server's processes, wrk by rusage; cores busy: both together, of %ld)\n", o->runs,
+	    sysconf(_SC_NPROCESSORS_ONLN));
+	printf("%-34s %10s %9s %11s\n", "", "server", "wrk", "cores busy");
+	for (int i = 0; i < 2 && sides[i] != NULL; i++) {
+		int order[MC_BENCH_CPU_PROCS];
+		double med[MC_BENCH_CPU_PROCS];
+		int n = mc_bm_by_order(o, sides[i], order, med);
+
+		printf("%-34s %10.2f %9.2f %11.2f\n", i == 0 ? "mcpcore (all processes)" : "nginx",
+		    mc_bm_med(sides[i]->cpu_srv, o->runs), mc_bm_med(sides[i]->cpu_wrk, o->runs),
+		    mc_bm_med(sides[i]->busy, o->runs));
+		if (i != 0)
+			continue;
+		printf(" ");
+		for (int k = 0; k < n; k++)
+			printf(" %s %.2f%s", sides[i]->by_name[order[k]], med[order[k]],
+			    k + 1 < n ? "," : "\n");
+	}
+}
+
 static void mc_bm_json_side(const struct mc_bench_opts *o, const struct mc_bm_side *s)
 {
 	printf("\"%s\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,"
 	    "\"response_bytes\":%.0f,\"errors\":%" PRIu64 ","
 	    "\"half\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f},"
-	    "\"one_conn\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f}},", s->name,
+	    "\"one_conn\":{\"rps\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f},", s->name,
 	    mc_bm_med(s->rps, o->runs), mc_bm_med(s->p50, o->runs), mc_bm_med(s->p90, o->runs),
 	    mc_bm_med(s->p99, o->runs), s->bpr, s->errors, mc_bm_med(s->half_rps, o->runs),
 	    mc_bm_med(s->half_p50, o->runs), mc_bm_med(s->half_p99, o->runs),
 	    mc_bm_med(s->half_p999, o->runs),
 	    s->one.rps, s->one.p50, s->one.p99);
+	mc_bm_json_cpu(o, s);
+	printf("\"name\":\"%s\"},", s->name);
 }
 
 static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, struct mc_bm_side *n,
@@ -571,6 +681,7 @@ static void mc_bm_print(const struct mc_bench_opts *o, struct mc_bm_side *m, str
 			printf(" %.0f/%.0f", m->rps[r], n->rps[r]);
 		printf("\nratio mcpcore / nginx (median of per-run ratios): %.2fx\n", ra);
 	}
+	mc_bm_print_cpu(o, sides);
 	printf("latency points (half load: medians of %d runs)   %6s %9s %9s %9s\n", o->runs,
 	    "req/s", "p50 us", "p99 us", "p99.9 us");
 	for (int i = 0; i < 2 && sides[i] != NULL; i++)
@@ -620,10 +731,12 @@ int mc_bench_mcp(const struct mc_bench_opts *o)
 	}
 	m.port = mc_bench_free_port();
 	rt = mc_bm_runtime(dir, m.port, mc_bench_free_port());
+	m.pid = rt;
 	if (rt < 0 || mc_bm_session(m.port, sid, resp, MC_BM_RESP_MAX) != 0)
 		goto out;
 	n.port = mc_bench_free_port();
 	ngx = mc_bm_nginx(dir, n.port, resp);
+	n.pid = ngx;
 	have_nginx = ngx > 0;
 	if (have_nginx) {
 		/* nginx must answer the same bytes the runtime does */

@@ -56,6 +56,25 @@ int mc_bench_free_port(void);
 /* A blocking TCP connection to 127.0.0.1:port: the fd, or -errno. */
 int mc_bench_connect(int port);
 
+/* CPU time of a server's processes (bench_cpu.c): a root process and its
+ * direct children, each with user + system time of all its threads. */
+#define MC_BENCH_CPU_PROCS 16
+
+struct mc_bench_cpu {
+	int n;
+	pid_t pid[MC_BENCH_CPU_PROCS];
+	char name[MC_BENCH_CPU_PROCS][24];      /* "protocol", "supervisor", "nginx" ... */
+	uint64_t ns[MC_BENCH_CPU_PROCS];
+};
+
+/* Snapshot root and its children; 0, or -1 if none could be read. */
+int mc_bench_cpu_snap(pid_t root, struct mc_bench_cpu *out);
+
+/* CPU ns used between two snapshots of the same root: all its processes,
+ * or only those called `name` (NULL: all). */
+uint64_t mc_bench_cpu_used(const struct mc_bench_cpu *before, const struct mc_bench_cpu *after,
+    const char *name);
+
 /* What an open-loop run gave (bench_pace.c); latencies in microseconds. */
 struct mc_pace_result {
 	double rps;                     /* answers per second */
