@@ -45,13 +45,10 @@ static enum mc_http_result mc_http_fail(struct mc_http_parser *p, int status, co
 	return MC_HTTP_ERROR;
 }
 
-/* strncasecmp folds ASCII letters only in the C locale, which no mcpcore
- * process leaves: header names and tokens are ASCII (RFC 9110).  Inline,
- * so that strlen of a literal is a constant and a length that differs
- * settles it without a call. */
+/* mc_http_caseeq (mc_http.h) on bytes not yet made a struct mc_http_str */
 static inline bool mc_caseeq(const char *s, size_t n, const char *lit)
 {
-	return n == strlen(lit) && strncasecmp(s, lit, n) == 0;
+	return mc_http_caseeq((struct mc_http_str){ s, n }, lit);
 }
 
 void mc_http_parser_init(struct mc_http_parser *p, const struct mc_http_limits *lim)
